@@ -1,0 +1,107 @@
+# Ferry — build, test, demo, deps, install, bench, asan, lint.
+# One binary, ./ferry: the C host (host/) plus the native modules (modules/*/*.c),
+# with the pure-Lua module sources (modules/*/*.lua) embedded in the binary.
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+PKGS    := lua5.4 libcurl openssl yaml-0.1
+OPT     ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE $(OPT) \
+           -Ihost -Imodules $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -l:liblua5.4-cjson.a -lwslay -lm
+LDFLAGS += -Wl,-E -z noexecstack
+
+# Debian packages: to build, to test, to lint, to benchmark.
+DEPS := gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev libyaml-dev \
+        lua-cjson-dev libwslay-dev lua5.4 lua-busted lua-check clang-format openssl \
+        python3 python3-yaml python3-kubernetes python3-boto3 valgrind
+
+SRC      := $(wildcard host/*.c) $(wildcard modules/*/*.c)
+LUA_SRC  := $(filter-out %/meta.lua,$(wildcard modules/*/*.lua))
+BUILD    ?= build
+OBJ      := $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
+FERRY    ?= ./ferry
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HOST_LIB := $(filter-out $(BUILD)/host/main.o,$(OBJ))
+
+.PHONY: all deps test unit spec lint asan demo bench docs install clean fmt
+all: deps ferry
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	  | grep -q 'install ok installed' || printf '%s ' $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || exit 1; \
+	  else \
+	    echo "deps: missing Debian packages; run:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+ferry: $(BUILD)/ferry
+	cp $< $@
+
+$(BUILD)/ferry: $(OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard host/*.h modules/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/embedded.c: host/embed.sh $(LUA_SRC)
+	@mkdir -p $(dir $@)
+	sh host/embed.sh $(LUA_SRC) > $@
+
+$(BUILD)/embedded.o: $(BUILD)/embedded.c
+	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(HOST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The whole suite: C unit tests, then the Lua specs under `ferry lua` (busted is
+# a Lua program; ferry is its interpreter, so specs exercise the real modules)
+# against the loopback doubles, which tests/run starts and stops.
+test: all unit spec
+
+unit: $(UNIT_BIN)
+	@sh tests/unit/run $(UNIT_BIN)
+
+spec: all
+	@FERRY=$(FERRY) sh tests/run
+
+asan:
+	$(MAKE) deps
+	$(MAKE) BUILD=build/asan OPT='-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all' \
+	  LDFLAGS='-Wl,-E -z noexecstack -fsanitize=address,undefined' build/asan/ferry \
+	  $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+	@ASAN_OPTIONS=detect_leaks=1 sh tests/unit/run $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=0 sh tests/run
+
+lint: deps
+	luacheck -q modules scripts examples tests/lua
+	clang-format --dry-run --Werror host/*.c host/*.h modules/*/*.c modules/*/*.h tests/unit/*.c tests/unit/*.h
+
+fmt:
+	clang-format -i host/*.c host/*.h modules/*/*.c modules/*/*.h tests/unit/*.c tests/unit/*.h
+
+demo: all
+	@sh examples/demo.sh
+
+bench: all
+	@/usr/bin/python3 tests/bench/bench.py --ferry $(FERRY)
+
+docs: all
+	@$(FERRY) lua tests/check_meta.lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 ferry $(DESTDIR)$(PREFIX)/bin/ferry
+
+clean:
+	rm -rf build ferry tests/.run

@@ -1,0 +1,62 @@
+/* loop.h: the one event loop: a curl multi handle, timers, a run queue of jobs
+ * and the signal pipe. Everything that waits, waits here. */
+#ifndef FERRY_LOOP_H
+#define FERRY_LOOP_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+
+/* A timer: armed while slot != 0. fire() runs from loop_turn, never nested. */
+struct loop_timer {
+    double when; /* loop_now() seconds */
+    size_t slot; /* 1-based position in the heap; 0 when not armed */
+    void (*fire)(struct loop_timer *t);
+};
+
+/* A job: run once on the next turn of the loop (tasks resume through these). */
+struct loop_job {
+    struct loop_job *next;
+    int queued;
+    void (*run)(struct loop_job *j);
+};
+
+/* A transfer in flight: set as CURLOPT_PRIVATE; done() is called once, after the
+ * easy handle has been removed from the multi handle. It must not resume Lua. */
+struct loop_io {
+    void (*done)(struct loop_io *io, CURLcode result);
+};
+
+enum loop_status {
+    LOOP_FLAG,   /* the awaited flag was set */
+    LOOP_IDLE,   /* nothing left that could set it: a deadlock */
+    LOOP_SIGNAL, /* SIGINT or SIGTERM arrived */
+};
+
+struct loop;
+
+/* Caller frees with loop_free. NULL if curl cannot start. */
+struct loop *loop_new(void);
+void loop_free(struct loop *l);
+
+/* Monotonic seconds. */
+double loop_now(void);
+
+void loop_timer_start(struct loop *l, struct loop_timer *t, double when);
+void loop_timer_stop(struct loop *l, struct loop_timer *t);
+void loop_post(struct loop *l, struct loop_job *j);
+
+/* Hands easy to the multi handle; io->done is called when it ends. 0 on success. */
+int loop_add_io(struct loop *l, CURL *easy, struct loop_io *io);
+/* Takes easy back before it ends (cancellation); io->done is not called. */
+void loop_remove_io(struct loop *l, CURL *easy);
+
+/* Called (from a turn, not from the handler) for each SIGINT/SIGTERM. */
+void loop_on_signal(struct loop *l, void (*fn)(void *arg, int sig), void *arg);
+
+/* Runs turns until *flag is non-zero, nothing is left to do, or a signal came. */
+enum loop_status loop_run_until(struct loop *l, const int *flag);
+
+/* Installs SIGINT/SIGTERM handlers that wake the loop; ignores SIGPIPE. */
+void loop_catch_signals(struct loop *l);
+
+#endif
