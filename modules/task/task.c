@@ -473,6 +473,13 @@ static int task_interrupted(lua_State *L)
     return 1;
 }
 
+/* task.now() -> monotonic seconds (for durations; not wall-clock time) */
+static int task_now(lua_State *L)
+{
+    lua_pushnumber(L, loop_now());
+    return 1;
+}
+
 static int task_status(lua_State *L)
 {
     lua_pushstring(L, state_name(check_task(L, 1)));
@@ -508,6 +515,7 @@ int luaopen_task(lua_State *L)
         {"current", task_current_l},
         {"deadline", task_deadline},
         {"interrupted", task_interrupted},
+        {"now", task_now},
         {"shield", task_shield},
         {"sleep", task_sleep},
         {"spawn", task_spawn},
