@@ -8,7 +8,8 @@ PKGS    := lua5.4 libcurl openssl yaml-0.1
 OPT     ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE $(OPT) \
            -Ihost -Imodules $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -l:liblua5.4-cjson.a -lwslay -lm
+# libcurl is loaded at the first transfer (host/curl.h), so it is not linked.
+LDLIBS  += $(shell pkg-config --libs lua5.4 openssl yaml-0.1 2>/dev/null) -l:liblua5.4-cjson.a -lwslay -ldl -lm
 LDFLAGS += -Wl,-E -z noexecstack
 
 # Debian packages: to build, to test, to lint, to benchmark.
@@ -73,7 +74,7 @@ unit: $(UNIT_BIN)
 	@sh tests/unit/run $(UNIT_BIN)
 
 spec: all
-	@FERRY=$(FERRY) sh tests/run
+	@FERRY=$(FERRY) bash tests/run
 
 asan:
 	$(MAKE) deps
@@ -81,7 +82,7 @@ asan:
 	  LDFLAGS='-Wl,-E -z noexecstack -fsanitize=address,undefined' build/asan/ferry \
 	  $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 	@ASAN_OPTIONS=detect_leaks=1 sh tests/unit/run $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
-	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=0 sh tests/run
+	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=0 bash tests/run
 
 lint: deps
 	luacheck -q modules scripts examples tests/lua
@@ -97,7 +98,7 @@ bench: all
 	@/usr/bin/python3 tests/bench/bench.py --ferry $(FERRY)
 
 docs: all
-	@$(FERRY) lua tests/check_meta.lua
+	@FERRY=$(FERRY) bash tests/run tests/lua/meta_spec.lua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -32,7 +32,7 @@ struct loop *host_loop(struct host *h)
     if (!h->loop) {
         h->loop = loop_new();
         if (!h->loop) {
-            fputs("ferry: cannot initialise libcurl\n", stderr);
+            fputs("ferry: out of memory\n", stderr);
             abort();
         }
         loop_catch_signals(h->loop);

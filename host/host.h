@@ -28,12 +28,12 @@ struct redact;
 
 struct host {
     lua_State *L;
-    struct loop *loop;        /* created on first use: `ferry version` needs none */
-    struct redact *secrets;   /* values masked in everything Ferry prints */
+    struct loop *loop;      /* created on first use: `ferry version` needs none */
+    struct redact *secrets; /* values masked in everything Ferry prints */
     enum log_format log_format;
     enum log_level log_level;
-    int signal;               /* last SIGINT/SIGTERM received, or 0 */
-    void *tasks;              /* live tasks (modules/task): the ones signals cancel */
+    int signal;  /* last SIGINT/SIGTERM received, or 0 */
+    void *tasks; /* live tasks (modules/task): the ones signals cancel */
     unsigned task_ids;
 };
 
@@ -43,7 +43,7 @@ void host_attach(struct host *h, lua_State *L);
 /* [-0, +0, -] The host that owns L (any thread of its state). */
 struct host *host_get(lua_State *L);
 
-/* The loop, created on first call. Never NULL (aborts if curl cannot start). */
+/* The loop, created on first call. Never NULL (aborts when out of memory). */
 struct loop *host_loop(struct host *h);
 
 /* [-n, +1, e] Runs the embedded Lua source `name` (see embed.h) with the n

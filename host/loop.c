@@ -1,7 +1,7 @@
-/* loop.c: sole owner of the curl multi handle, the timer heap, the run queue
- * and the signal pipe. Never resumes Lua itself: completed transfers, fired
- * timers and posted jobs call back into their owners (tasks), which resume
- * coroutines only from jobs, so no Lua runs inside a curl callback.
+/* loop.c: sole owner of the curl multi handle (made at the first transfer), the timer heap, the run
+ * queue and the signal pipe. Never resumes Lua itself: completed transfers, fired timers and posted
+ * jobs call back into their owners (tasks), which resume coroutines only from jobs, so no Lua runs
+ * inside a curl callback.
  *
  * The signal pipe is the one mutable global in Ferry: a handler can reach
  * nothing else. */
@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,9 @@
 #include <unistd.h>
 
 struct loop {
-    CURLM *multi;
-    int running;                /* transfers in the multi handle */
-    struct loop_timer **heap;   /* min-heap on when; heap[0] is the earliest */
+    CURLM *multi;             /* created with the first transfer */
+    int running;              /* transfers in the multi handle */
+    struct loop_timer **heap; /* min-heap on when; heap[0] is the earliest */
     size_t ntimers, cap;
     struct loop_job *head, *tail;
     void (*on_signal)(void *arg, int sig);
@@ -37,24 +38,15 @@ double loop_now(void)
 
 struct loop *loop_new(void)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
-    struct loop *l = calloc(1, sizeof *l);
-    if (!l) return NULL;
-    l->multi = curl_multi_init();
-    if (!l->multi) {
-        free(l);
-        return NULL;
-    }
-    return l;
+    return calloc(1, sizeof(struct loop));
 }
 
 void loop_free(struct loop *l)
 {
     if (!l) return;
-    curl_multi_cleanup(l->multi);
+    if (l->multi) curl_multi_cleanup(l->multi);
     free(l->heap);
     free(l);
-    curl_global_cleanup();
 }
 
 /* ---- timers: a binary min-heap of pointers; each timer knows its slot ---- */
@@ -150,6 +142,7 @@ static void run_jobs(struct loop *l)
 
 int loop_add_io(struct loop *l, CURL *easy, struct loop_io *io)
 {
+    if (!l->multi && !(l->multi = curl_multi_init())) return -1;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, io);
     if (curl_multi_add_handle(l->multi, easy) != CURLM_OK) return -1;
     l->running++;
@@ -158,7 +151,7 @@ int loop_add_io(struct loop *l, CURL *easy, struct loop_io *io)
 
 void loop_remove_io(struct loop *l, CURL *easy)
 {
-    if (curl_multi_remove_handle(l->multi, easy) == CURLM_OK) l->running--;
+    if (l->multi && curl_multi_remove_handle(l->multi, easy) == CURLM_OK) l->running--;
 }
 
 static void finish_transfers(struct loop *l)
@@ -251,12 +244,19 @@ enum loop_status loop_run_until(struct loop *l, const int *flag)
                 timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
             }
         }
-        struct curl_waitfd sigfd = {signal_pipe[0], CURL_WAIT_POLLIN, 0};
-        curl_multi_poll(l->multi, &sigfd, signal_pipe[0] >= 0 ? 1 : 0, timeout, NULL);
+        if (l->multi) {
+            struct curl_waitfd sigfd = {signal_pipe[0], CURL_WAIT_POLLIN, 0};
+            curl_multi_poll(l->multi, &sigfd, signal_pipe[0] >= 0 ? 1 : 0, timeout, NULL);
+        } else { /* no transfer yet: timers and signals only */
+            struct pollfd pfd = {signal_pipe[0], POLLIN, 0};
+            poll(&pfd, signal_pipe[0] >= 0 ? 1 : 0, timeout);
+        }
         if (read_signals(l)) return LOOP_SIGNAL;
-        int running;
-        curl_multi_perform(l->multi, &running);
-        finish_transfers(l);
+        if (l->multi) {
+            int running;
+            curl_multi_perform(l->multi, &running);
+            finish_transfers(l);
+        }
         fire_timers(l);
     }
 }

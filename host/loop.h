@@ -3,7 +3,7 @@
 #ifndef FERRY_LOOP_H
 #define FERRY_LOOP_H
 
-#include <curl/curl.h>
+#include "curl.h"
 #include <stddef.h>
 
 /* A timer: armed while slot != 0. fire() runs from loop_turn, never nested. */
@@ -34,7 +34,7 @@ enum loop_status {
 
 struct loop;
 
-/* Caller frees with loop_free. NULL if curl cannot start. */
+/* Caller frees with loop_free. libcurl is loaded at the first transfer. */
 struct loop *loop_new(void);
 void loop_free(struct loop *l);
 
@@ -45,7 +45,8 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, double when);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
 void loop_post(struct loop *l, struct loop_job *j);
 
-/* Hands easy to the multi handle; io->done is called when it ends. 0 on success. */
+/* Hands easy to the multi handle; io->done is called when it ends. 0 on
+ * success, -1 if the handle was refused. */
 int loop_add_io(struct loop *l, CURL *easy, struct loop_io *io);
 /* Takes easy back before it ends (cancellation); io->done is not called. */
 void loop_remove_io(struct loop *l, CURL *easy);

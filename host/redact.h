@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #define REDACT_MASK "****"
-#define REDACT_MIN 4 /* shorter values would mask ordinary text */
+#define REDACT_MIN  4 /* shorter values would mask ordinary text */
 
 struct redact;
 

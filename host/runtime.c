@@ -6,6 +6,7 @@
 
 #include "embed.h"
 #include "host.h"
+#include "log/log.h"
 #include "redact.h"
 
 #include <lauxlib.h>
@@ -145,6 +146,9 @@ lua_State *runtime_open(struct host *h)
 {
     lua_State *L = luaL_newstate();
     if (!L) return NULL;
+    /* tasks find themselves in a thread's extra space; every thread copies
+     * the main thread's, which must therefore say "no task" */
+    memset(lua_getextraspace(L), 0, LUA_EXTRASPACE);
     host_attach(h, L);
     lua_pushcfunction(L, open);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
@@ -192,14 +196,20 @@ void runtime_report(lua_State *L, int idx, int tb)
     int top = lua_gettop(L);
     idx = lua_absindex(L, idx);
     if (tb) tb = lua_absindex(L, tb);
-    size_t len;
-    const char *msg = luaL_tolstring(L, idx, &len);
-    fprintf(stderr, "ferry: %s\n", redact_push(h->secrets, L, msg, len));
+    const char *msg = luaL_tolstring(L, idx, NULL);
     const char *trace = NULL;
     if (lua_type(L, idx) == LUA_TTABLE && lua_getfield(L, idx, "traceback") == LUA_TSTRING)
         trace = lua_tostring(L, -1);
     if (!trace && tb && lua_type(L, tb) == LUA_TSTRING && !strstr(msg, "stack traceback:"))
         trace = lua_tostring(L, tb);
-    if (trace) fprintf(stderr, "%s\n", redact_push(h->secrets, L, trace, strlen(trace)));
+    lua_pushfstring(L, "%s%s%s", msg, trace ? "\n" : "", trace ? trace : "");
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    if (h->log_format == LOG_JSON) { /* one parseable line, like every other */
+        log_write(L, LOG_ERROR, text, len);
+    } else {
+        text = redact_push(h->secrets, L, text, len);
+        fprintf(stderr, "ferry: %s\n", text);
+    }
     lua_settop(L, top);
 }

@@ -29,8 +29,10 @@ static int error_tostring(lua_State *L)
     if (lua_isstring(L, -2)) {
         luaL_addstring(&b, " [");
         luaL_addstring(&b, lua_tostring(L, -2));
-        if (lua_isinteger(L, -1)) lua_pushfstring(L, ", HTTP %I]", lua_tointeger(L, -1));
-        else lua_pushliteral(L, "]");
+        if (lua_isinteger(L, -1))
+            lua_pushfstring(L, ", HTTP %I]", lua_tointeger(L, -1));
+        else
+            lua_pushliteral(L, "]");
         lua_remove(L, -2);
         lua_remove(L, -2);
         luaL_addvalue(&b);
@@ -77,7 +79,8 @@ void errors_set(lua_State *L, int idx, const char *key, const char *v)
 static int errors_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (lua_getfield(L, 1, "code") != LUA_TSTRING) luaL_argerror(L, 1, "field 'code' must be a string");
+    if (lua_getfield(L, 1, "code") != LUA_TSTRING)
+        luaL_argerror(L, 1, "field 'code' must be a string");
     if (lua_getfield(L, 1, "message") != LUA_TSTRING)
         luaL_argerror(L, 1, "field 'message' must be a string");
     lua_settop(L, 1);

@@ -8,6 +8,7 @@
  * Owns: the easy handle, its header list and the response buffers, all freed
  * by the transfer's finalizer (__gc/__close), which also takes a transfer
  * still in flight back from the loop. Bodies are capped (max_body). */
+#include "curl.h"
 #include "errors/errors.h"
 #include "host.h"
 #include "loop.h"
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRANSFER_MT "ferry.http.Transfer"
+#define TRANSFER_MT      "ferry.http.Transfer"
 #define DEFAULT_MAX_BODY (64L << 20)
 #define MAX_HEADER_BYTES (256L << 10)
 
@@ -69,7 +70,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
     struct transfer *t = arg;
-    if (size * n > 5 && memcmp(p, "HTTP/", 5) == 0) t->head.len = 0; /* a new response (after 100, redirect) */
+    if (size * n > 5 && memcmp(p, "HTTP/", 5) == 0)
+        t->head.len = 0; /* a new response (after 100, redirect) */
     return buf_add(&t->head, p, size * n) == 0 ? size * n : 0;
 }
 
@@ -127,8 +129,10 @@ static double opt_seconds(lua_State *L, const char *field, double dflt)
 {
     double v = dflt;
     int type = lua_getfield(L, 1, field);
-    if (type == LUA_TNUMBER) v = lua_tonumber(L, -1);
-    else if (type != LUA_TNIL) luaL_error(L, "http: field '%s' must be a number of seconds", field);
+    if (type == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    else if (type != LUA_TNIL)
+        luaL_error(L, "http: field '%s' must be a number of seconds", field);
     if (!(v > 0) || v > 1e7) luaL_error(L, "http: field '%s' must be > 0 seconds", field);
     lua_pop(L, 1);
     return v;
@@ -160,7 +164,8 @@ static void add_headers(lua_State *L, struct transfer *t)
             const char *name = lua_tolstring(L, -2, &nlen);
             if (!lua_isstring(L, -1)) luaL_error(L, "http: header '%s' must be a string", name);
             const char *value = lua_tolstring(L, -1, &vlen);
-            if (nlen == 0 || has_crlf(name, nlen) || memchr(name, ':', nlen) || has_crlf(value, vlen))
+            if (nlen == 0 || has_crlf(name, nlen) || memchr(name, ':', nlen) ||
+                has_crlf(value, vlen))
                 luaL_error(L, "http: invalid header '%s'", name);
             /* "Name:" with no value tells curl to drop its own; "Name;" sends it empty */
             lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
@@ -198,15 +203,19 @@ static void setup(lua_State *L, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(opt_seconds(L, "timeout", 60) * 1000));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(opt_seconds(L, "connect_timeout", 10) * 1000));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(opt_seconds(L, "connect_timeout", 10) * 1000));
 
-    if (strcmp(method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     const char *body = opt_string(L, "body", &len);
     if (body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
-    } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+    } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+               strcmp(method, "PATCH") == 0) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, "");
     }
@@ -266,7 +275,8 @@ static void push_headers(lua_State *L, const struct buf *h)
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
             luaL_Buffer b;
             char *name = luaL_buffinitsize(L, &b, (size_t)(colon - p));
-            for (size_t i = 0; i < (size_t)(colon - p); i++) name[i] = (char)tolower((unsigned char)p[i]);
+            for (size_t i = 0; i < (size_t)(colon - p); i++)
+                name[i] = (char)tolower((unsigned char)p[i]);
             luaL_pushresultsize(&b, (size_t)(colon - p));
             lua_pushvalue(L, -1);
             if (lua_rawget(L, -3) == LUA_TSTRING) {
@@ -291,14 +301,22 @@ static int raise_failure(lua_State *L, struct transfer *t)
         const char *code;
         int retryable;
     } kinds[] = {
-        {CURLE_COULDNT_RESOLVE_HOST, "resolve", 1}, {CURLE_COULDNT_RESOLVE_PROXY, "resolve", 1},
-        {CURLE_COULDNT_CONNECT, "connect", 1},      {CURLE_OPERATION_TIMEDOUT, "timeout", 1},
-        {CURLE_GOT_NOTHING, "connection", 1},       {CURLE_SEND_ERROR, "connection", 1},
-        {CURLE_RECV_ERROR, "connection", 1},        {CURLE_PARTIAL_FILE, "connection", 1},
-        {CURLE_HTTP2, "connection", 1},             {CURLE_HTTP2_STREAM, "connection", 1},
-        {CURLE_PEER_FAILED_VERIFICATION, "tls", 0}, {CURLE_SSL_CONNECT_ERROR, "tls", 0},
-        {CURLE_SSL_CERTPROBLEM, "tls", 0},          {CURLE_SSL_CACERT_BADFILE, "tls", 0},
-        {CURLE_URL_MALFORMAT, "bad_url", 0},        {CURLE_UNSUPPORTED_PROTOCOL, "bad_url", 0},
+        {CURLE_COULDNT_RESOLVE_HOST, "resolve", 1},
+        {CURLE_COULDNT_RESOLVE_PROXY, "resolve", 1},
+        {CURLE_COULDNT_CONNECT, "connect", 1},
+        {CURLE_OPERATION_TIMEDOUT, "timeout", 1},
+        {CURLE_GOT_NOTHING, "connection", 1},
+        {CURLE_SEND_ERROR, "connection", 1},
+        {CURLE_RECV_ERROR, "connection", 1},
+        {CURLE_PARTIAL_FILE, "connection", 1},
+        {CURLE_HTTP2, "connection", 1},
+        {CURLE_HTTP2_STREAM, "connection", 1},
+        {CURLE_PEER_FAILED_VERIFICATION, "tls", 0},
+        {CURLE_SSL_CONNECT_ERROR, "tls", 0},
+        {CURLE_SSL_CERTPROBLEM, "tls", 0},
+        {CURLE_SSL_CACERT_BADFILE, "tls", 0},
+        {CURLE_URL_MALFORMAT, "bad_url", 0},
+        {CURLE_UNSUPPORTED_PROTOCOL, "bad_url", 0},
     };
     const char *url = NULL, *method = NULL;
     curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &url);
@@ -354,10 +372,13 @@ static int http_transfer(lua_State *L)
     t->loop = host_loop(host_get(L));
     t->w.cancel = on_cancel;
     t->io.done = on_done;
+    const char *why = curl_load();
+    if (why) return luaL_error(L, "http: %s", why);
     t->easy = curl_easy_init();
     if (!t->easy) return luaL_error(L, "http: cannot create a transfer");
     setup(L, t);
-    if (loop_add_io(t->loop, t->easy, &t->io) != 0) return luaL_error(L, "http: cannot start the transfer");
+    if (loop_add_io(t->loop, t->easy, &t->io) != 0)
+        return luaL_error(L, "http: cannot start the transfer");
     t->active = 1;
     return task_await(L, &t->w, 2, transfer_k);
 }

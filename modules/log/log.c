@@ -63,7 +63,8 @@ void log_write(lua_State *L, enum log_level level, const char *msg, size_t len)
     int top = lua_gettop(L);
     const char *step = NULL;
     task_push_context(L);
-    if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING) step = lua_tostring(L, -1);
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "step") == LUA_TSTRING)
+        step = lua_tostring(L, -1);
     msg = redact_push(h->secrets, L, msg, len);
     len = lua_rawlen(L, -1);
     if (step) keep_excerpt(L, step, msg, len);
@@ -201,7 +202,8 @@ static int log_excerpt(lua_State *L)
 static int log_level(lua_State *L)
 {
     struct host *h = host_get(L);
-    if (!lua_isnoneornil(L, 1)) h->log_level = (enum log_level)luaL_checkoption(L, 1, NULL, level_names);
+    if (!lua_isnoneornil(L, 1))
+        h->log_level = (enum log_level)luaL_checkoption(L, 1, NULL, level_names);
     lua_pushstring(L, level_names[h->log_level]);
     return 1;
 }
@@ -216,15 +218,9 @@ static int log_format(lua_State *L)
 int luaopen_log(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"debug", log_debug},
-        {"error", log_error},
-        {"excerpt", log_excerpt},
-        {"format", log_format},
-        {"info", log_info},
-        {"level", log_level},
-        {"redact", log_redact},
-        {"secret", log_secret},
-        {"warn", log_warn},
+        {"debug", log_debug},   {"error", log_error},   {"excerpt", log_excerpt},
+        {"format", log_format}, {"info", log_info},     {"level", log_level},
+        {"redact", log_redact}, {"secret", log_secret}, {"warn", log_warn},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -106,6 +106,18 @@ static void on_signal(void *arg, int sig)
         if (!t->shielded) task_cancel(t, "interrupted");
 }
 
+/* Unwinds a coroutine that died with an error (on top of its stack), running
+ * its to-be-closed variables' __close handlers, as a normal return would. */
+static void close_thread(lua_State *co, lua_State *from)
+{
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, from);
+#else
+    (void)from;
+    lua_resetthread(co);
+#endif
+}
+
 /* [-0, +0, -] Ends t: stores its results or its error and traceback (taken
  * from the coroutine's stack, nres values or the error on top), releases the
  * coroutine and wakes the tasks waiting for it. */
@@ -120,13 +132,13 @@ static void finish(struct task *t, int ok, int nres)
         lua_pushinteger(L, nres);
         lua_setfield(L, -2, "n");
     } else {
-        lua_xmove(co, L, 1); /* the error value */
+        luaL_traceback(L, co, NULL, 0); /* before the stack unwinds */
+        lua_setiuservalue(L, -2, UV_TRACEBACK);
+        lua_pushvalue(co, -1);
+        lua_xmove(co, L, 1); /* the error value; a copy stays on top of co */
+        close_thread(co, L); /* runs its pending __close handlers with that error */
     }
     lua_setiuservalue(L, -2, UV_RESULT);
-    if (!ok) {
-        luaL_traceback(L, co, NULL, 0);
-        lua_setiuservalue(L, -2, UV_TRACEBACK);
-    }
     lua_pushnil(L);
     lua_setiuservalue(L, -2, UV_THREAD); /* the coroutine is garbage now */
     lua_pop(L, 1);
@@ -136,8 +148,10 @@ static void finish(struct task *t, int ok, int nres)
     t->ok = ok;
     t->done = 1;
     loop_timer_stop(t->host->loop, &t->deadline);
-    if (t->prev) t->prev->next = t->next;
-    else *live_head(t->host) = t->next;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        *live_head(t->host) = t->next;
     if (t->next) t->next->prev = t->prev;
     t->prev = t->next = NULL;
     for (struct task_wait *w = t->waiters, *next; w; w = next) {
@@ -180,10 +194,14 @@ static void task_run(struct loop_job *j)
 int task_raise_cancelled(lua_State *L, const struct task_wait *w)
 {
     const char *r = w->reason ? w->reason : "cancelled";
-    if (strcmp(r, "timeout") == 0) errors_push(L, r, "deadline exceeded");
-    else if (strcmp(r, "interrupted") == 0) errors_push(L, r, "interrupted by a signal");
-    else if (strcmp(r, "deadlock") == 0) errors_push(L, r, "waiting on something that can never finish");
-    else errors_push(L, r, "task cancelled");
+    if (strcmp(r, "timeout") == 0)
+        errors_push(L, r, "deadline exceeded");
+    else if (strcmp(r, "interrupted") == 0)
+        errors_push(L, r, "interrupted by a signal");
+    else if (strcmp(r, "deadlock") == 0)
+        errors_push(L, r, "waiting on something that can never finish");
+    else
+        errors_push(L, r, "task cancelled");
     return lua_error(L);
 }
 
@@ -216,6 +234,28 @@ int task_await(lua_State *L, struct task_wait *w, lua_KContext ctx, lua_KFunctio
 
 /* ---- spawning ---- */
 
+static int task_tostring(lua_State *L);
+static int task_cancel_l(lua_State *L);
+static int task_id(lua_State *L);
+static int task_status(lua_State *L);
+static int task_wait(lua_State *L);
+
+static const luaL_Reg task_methods[] = {
+    {"cancel", task_cancel_l}, {"id", task_id}, {"status", task_status},
+    {"wait", task_wait},       {NULL, NULL},
+};
+
+/* [-0, +1, m] The task metatable, made on first use. */
+static void push_task_mt(lua_State *L)
+{
+    if (luaL_newmetatable(L, TASK_MT)) {
+        luaL_newlib(L, task_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, task_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+}
+
 /* [-(n+1), +1, m] Makes a task of the function below its n arguments. */
 static struct task *spawn(lua_State *L, int nargs)
 {
@@ -224,7 +264,8 @@ static struct task *spawn(lua_State *L, int nargs)
     struct task *t = lua_newuserdatauv(L, sizeof *t, UV_COUNT);
     memset(t, 0, sizeof *t);
     t->ref = LUA_NOREF;
-    luaL_setmetatable(L, TASK_MT);
+    push_task_mt(L); /* the root task exists before anyone requires "task" */
+    lua_setmetatable(L, -2);
     t->host = h;
     t->job.run = task_run;
     t->deadline.fire = on_deadline;
@@ -237,11 +278,13 @@ static struct task *spawn(lua_State *L, int nargs)
     struct task *parent = task_current(L);
     if (parent) { /* children inherit the context table (the current step) */
         lua_rawgeti(L, LUA_REGISTRYINDEX, parent->ref);
-        if (lua_getiuservalue(L, -1, UV_CONTEXT) == LUA_TTABLE) lua_setiuservalue(L, -3, UV_CONTEXT);
-        else lua_pop(L, 1);
+        if (lua_getiuservalue(L, -1, UV_CONTEXT) == LUA_TTABLE)
+            lua_setiuservalue(L, -3, UV_CONTEXT);
+        else
+            lua_pop(L, 1);
         lua_pop(L, 1);
     }
-    lua_insert(L, fn);           /* task below fn and args */
+    lua_insert(L, fn); /* task below fn and args */
     lua_xmove(L, t->co, nargs + 1);
 
     lua_pushvalue(L, -1);
@@ -499,14 +542,6 @@ static int task_id(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg task_methods[] = {
-    {"cancel", task_cancel_l},
-    {"id", task_id},
-    {"status", task_status},
-    {"wait", task_wait},
-    {NULL, NULL},
-};
-
 int luaopen_task(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -523,13 +558,6 @@ int luaopen_task(lua_State *L)
         {"wait", task_wait},
         {NULL, NULL},
     };
-    if (luaL_newmetatable(L, TASK_MT)) {
-        luaL_newlib(L, task_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, task_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
     luaL_newlib(L, fns);
     return host_embed_call(L, "task", 1); /* task.lua adds all, map, timeout */
 }

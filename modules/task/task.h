@@ -16,7 +16,7 @@ struct task_wait {
     struct task *task;                   /* set by task_await; NULL when blocking */
     struct task_wait *next;              /* used by task.wait's list of waiters */
     int woken;
-    const char *reason;                  /* "cancelled", "timeout", "interrupted" */
+    const char *reason; /* "cancelled", "timeout", "interrupted" */
 };
 
 /* Suspends until task_wake(w), then returns k(L, LUA_YIELD or LUA_OK, ctx).

@@ -25,7 +25,20 @@ Workflow.__name = "workflow"
 
 -- ---- definition ----
 
-local function fail(fmt, ...) error("workflow.define: " .. fmt:format(...), 3) end
+local THIS = debug.getinfo(1, "S").source
+
+-- Raises a definition error at the script's line: the first frame outside
+-- this file. (`return workflow.define{...}` is a tail call that leaves no
+-- script frame; _main then adds the line from its line hook.)
+local function fail(fmt, ...)
+  local msg = "workflow.define: " .. fmt:format(...)
+  for level = 2, 20 do
+    local info = debug.getinfo(level, "S")
+    if not info then break end
+    if info.source ~= THIS and info.what ~= "C" then error(msg, level) end
+  end
+  error(msg, 0)
+end
 
 local function check_keys(t, allowed, what)
   for k in pairs(t) do
@@ -312,7 +325,18 @@ end
 -- the loaded script; returns the exit code. Errors raised here (a script
 -- that fails while loading) are reported by the host with exit code 2.
 function M._main(mode, path, chunk, opts)
-  local wf = chunk()
+  local script, line = "@" .. path, nil
+  debug.sethook(function(_, l)
+    if debug.getinfo(2, "S").source == script then line = l end
+  end, "l")
+  local ok, wf = xpcall(chunk, function(err)
+    if type(err) == "string" and err:match("^workflow%.define: ") and line then
+      err = ("%s:%d: %s"):format(path, line, err)
+    end
+    return debug.traceback(err, 2)
+  end)
+  debug.sethook()
+  if not ok then error(wf, 0) end
   if not M.is_workflow(wf) then
     io.stderr:write(("ferry: %s: the script must return workflow.define{...}, it returned %s\n"):format(
       path, type(wf) == "table" and "a plain table" or type(wf)))

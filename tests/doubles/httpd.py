@@ -1,0 +1,604 @@
+#!/usr/bin/python3
+"""httpd.py: loopback HTTP/1.1 (optionally HTTPS) server for Ferry's tests and benchmarks.
+
+Standard library only. One thread per connection, keep-alive by default.
+
+Usage:
+    httpd.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
+             [--tls CERT KEY] [--verbose]
+
+Test endpoints (any method unless noted; counted in the statistics):
+    /echo                         200 {"method","path","query","headers","body"}
+    /delay?ms=N                   sleep N ms (0..60000, default 0), then 200 {"ok":true}
+    /status?code=C[&retry_after=S][&body=TEXT]
+                                  status C (200..599); Retry-After: S when given;
+                                  body TEXT as text/plain, else {"status":C}
+    /flaky?key=K&fail=N&code=C[&retry_after=S]
+                                  the first N attempts for key K get C, later ones
+                                  200 {"attempt":n}; every attempt is logged under K
+    /bytes?n=N                    200 with exactly N bytes (0..512 MiB), streamed;
+                                  byte i of the body is i % 256
+    /drop                         close the connection without any response
+    /headers?Name=value&...       200 "ok" with those response headers (names may repeat)
+    /json          (POST only)    200 {"received": <request body parsed as JSON>},
+                                  400 {"error": ...} when the body is not JSON
+    anything else                 404 {"error": ...}
+
+Control endpoints (paths starting with "/_"; never counted):
+    GET  /_stats                  {"connections","requests","inflight","peak_inflight"}
+    POST /_reset                  zero the counters and forget every /flaky key
+    GET  /_attempts?key=K         {"count": N, "times": [monotonic seconds, ...]}
+
+Invariants:
+  - Every response carries Content-Length (except 204 and 304, which have no body,
+    and /drop, which sends nothing), so clients can always keep the connection.
+  - A request body is read to its end before the response is sent; when the
+    framing cannot be trusted (bad Content-Length, bad chunking, body too large)
+    the response says "Connection: close" and the connection is closed.
+  - Memory is bounded: kept request bodies, /flaky keys and attempt logs, and
+    concurrent connections all have caps (see the constants below); large
+    bodies are streamed in fixed-size chunks in both directions.
+  - Nothing is logged per request unless --verbose.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import traceback
+from urllib.parse import parse_qsl, urlsplit
+
+MAX_BYTES = 512 * 1024 * 1024  # largest /bytes?n=
+MAX_DELAY_MS = 60_000  # largest /delay?ms=
+MAX_KEPT_BODY = 16 * 1024 * 1024  # largest request body held in memory (/echo, /json)
+MAX_FLAKY_KEYS = 10_000  # distinct /flaky keys between resets
+MAX_ATTEMPT_TIMES = 10_000  # timestamps kept per key; the count stays exact
+MAX_FLAKY_FAIL = 1_000_000  # largest /flaky?fail=
+MAX_CONNECTIONS = 1_000  # concurrent connections; accept waits beyond this
+MAX_LINE = 8192  # longest chunk-size or trailer line in a chunked body
+MAX_TRAILERS = 100  # most trailer lines after a chunked body
+IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle (or stall) before we close it
+CHUNK = 64 * 1024  # I/O unit for streaming bodies
+
+# /bytes payload: byte i of the body is i % 256, so a client can check ordering.
+PATTERN = memoryview(bytes(range(256)) * (CHUNK // 256))
+
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header field name
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+# Response headers /headers may not set: they decide message framing.
+FRAMING_HEADERS = {"content-length", "transfer-encoding", "connection"}
+
+
+class HttpError(Exception):
+    """A request the server refuses: answered with `status` and {"error": message}."""
+
+    def __init__(self, status, message, close=False):
+        super().__init__(message)
+        self.status = status
+        self.close = close  # True when the connection's framing can no longer be trusted
+
+
+class Stats:
+    """Counters shared by every connection thread; all access holds one lock.
+
+    A reset starts a new generation: a keep-alive connection opened before the
+    reset is counted again when it serves its next request, so `connections`
+    always means "connections that served a request since the last reset".
+    `inflight` is a gauge of live requests and is never zeroed, only observed.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connections = 0
+        self._requests = 0
+        self._inflight = 0
+        self._peak_inflight = 0
+        self._attempts = {}  # key -> [count, [monotonic times...]]
+
+    def begin(self, conn_generation):
+        """Record a request starting on a connection last counted in `conn_generation`
+        (None if never); returns the generation the connection is now counted in."""
+        with self._lock:
+            if conn_generation != self._generation:
+                self._connections += 1
+            self._requests += 1
+            self._inflight += 1
+            self._peak_inflight = max(self._peak_inflight, self._inflight)
+            return self._generation
+
+    def end(self):
+        """Record a request finishing (every begin() is paired with one end())."""
+        with self._lock:
+            self._inflight -= 1
+
+    def snapshot(self):
+        with self._lock:
+            return {
+                "connections": self._connections,
+                "requests": self._requests,
+                "inflight": self._inflight,
+                "peak_inflight": self._peak_inflight,
+            }
+
+    def reset(self):
+        with self._lock:
+            self._generation += 1
+            self._connections = 0
+            self._requests = 0
+            self._peak_inflight = self._inflight  # 0 unless requests are in flight
+            self._attempts.clear()
+
+    def attempt(self, key):
+        """Log one /flaky attempt for `key`; returns its 1-based number, or None
+        when the key table is full."""
+        now = time.monotonic()
+        with self._lock:
+            log = self._attempts.get(key)
+            if log is None:
+                if len(self._attempts) >= MAX_FLAKY_KEYS:
+                    return None
+                log = self._attempts[key] = [0, []]
+            log[0] += 1
+            if len(log[1]) < MAX_ATTEMPT_TIMES:
+                log[1].append(now)
+            return log[0]
+
+    def attempts(self, key):
+        with self._lock:
+            count, times = self._attempts.get(key, (0, []))
+            return {"count": count, "times": list(times)}
+
+
+def _param(query, name, default=None):
+    """The last value of `name` in the parsed query, or `default`."""
+    value = default
+    for k, v in query:
+        if k == name:
+            value = v
+    return value
+
+
+def _int_param(query, name, default, lo, hi):
+    """An integer query parameter within [lo, hi]; raises HttpError(400) otherwise."""
+    text = _param(query, name)
+    if text is None:
+        if default is None:
+            raise HttpError(400, f"missing parameter: {name}")
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HttpError(400, f"{name} must be an integer, got {text!r}") from None
+    if not lo <= value <= hi:
+        raise HttpError(400, f"{name} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def _header_value(query, name):
+    """An optional query parameter that becomes a header value (no CR, LF or NUL)."""
+    value = _param(query, name)
+    if value is not None and any(c in value for c in "\r\n\0"):
+        raise HttpError(400, f"{name} may not contain CR, LF or NUL")
+    return value
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One instance per connection; handle_one_request() runs once per request."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "ferry-httpd/1"
+    timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True
+    # A buffered writer coalesces headers and small bodies into one send; the
+    # base class flushes it after every request.
+    wbufsize = CHUNK
+
+    def version_string(self):
+        return self.server_version  # no Python version in the Server header
+
+    def setup(self):
+        super().setup()
+        self._conn_generation = None  # Stats generation this connection was counted in
+
+    # Every method goes through one dispatcher; routes check methods themselves.
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def handle_expect_100(self):
+        # The base class only writes "100 Continue" into our buffered writer;
+        # flush it so the client sends the body now instead of after a timeout.
+        ok = super().handle_expect_100()
+        self.wfile.flush()
+        return ok
+
+    def log_message(self, format, *args):
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    # -- dispatch -----------------------------------------------------------
+
+    def _dispatch(self):
+        url = urlsplit(self.path)
+        self._path = url.path
+        self._responded = False
+        query = parse_qsl(url.query, keep_blank_values=True)
+        if self._path.startswith("/_"):
+            self._run(CONTROL_ROUTES, query)
+            return
+        stats = self.server.stats
+        self._conn_generation = stats.begin(self._conn_generation)
+        try:
+            self._run(TEST_ROUTES, query)
+        finally:
+            stats.end()
+
+    def _run(self, routes, query):
+        """Read the body, call the route, and turn failures into responses."""
+        route, keep_body = routes.get(self._path, (Handler._not_found, False))
+        try:
+            body = self._read_body(keep_body)
+            route(self, query, body)
+        except HttpError as e:
+            if e.close:
+                self.close_connection = True
+            if not self._responded:
+                self._json(e.status, {"error": str(e)})
+        except OSError:
+            # The client went away or stalled (reset, broken pipe, TLS error,
+            # timeout): nothing useful can be sent any more.
+            self.close_connection = True
+        except Exception:
+            # A bug in this server: report it loudly, answer 500 if still possible.
+            self.close_connection = True
+            sys.stderr.write(f"httpd: error handling {self.command} {self.path}\n")
+            traceback.print_exc()
+            if not self._responded:
+                self._json(500, {"error": "internal server error"})
+
+    # -- request bodies -----------------------------------------------------
+
+    def _read_body(self, keep):
+        """Consume the request body. Returns it as bytes when `keep`, else None
+        (read and discarded in fixed-size chunks, whatever its size)."""
+        te = self.headers.get("Transfer-Encoding")
+        if te is not None:
+            if te.strip().lower() != "chunked":
+                raise HttpError(501, f"unsupported Transfer-Encoding: {te}", close=True)
+            return self._read_chunked(keep)
+        lengths = set(v.strip() for v in self.headers.get_all("Content-Length", []))
+        if not lengths:
+            return b"" if keep else None
+        if len(lengths) > 1 or not CONTENT_LENGTH.fullmatch(next(iter(lengths))):
+            raise HttpError(400, "bad Content-Length", close=True)
+        size = int(lengths.pop())
+        if keep and size > MAX_KEPT_BODY:
+            raise HttpError(413, f"body over {MAX_KEPT_BODY} bytes", close=True)
+        return self._read_exact(size, keep)
+
+    def _read_exact(self, size, keep):
+        parts = []
+        while size > 0:
+            data = self.rfile.read(min(size, CHUNK))
+            if not data:
+                raise ConnectionError("client closed the connection mid-body")
+            size -= len(data)
+            if keep:
+                parts.append(data)
+        return b"".join(parts) if keep else None
+
+    def _read_line(self):
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            raise ConnectionError("client closed the connection mid-body")
+        if not line.endswith(b"\n"):
+            raise HttpError(400, "line too long in chunked body", close=True)
+        return line.rstrip(b"\r\n")
+
+    def _read_chunked(self, keep):
+        """Decode a chunked body (RFC 9112 §7.1); extensions and trailers are ignored."""
+        parts, total = [], 0
+        while True:
+            size_text = self._read_line().split(b";", 1)[0].strip()
+            if not CHUNK_SIZE.fullmatch(size_text):
+                raise HttpError(400, "bad chunk size", close=True)
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if keep and total > MAX_KEPT_BODY:
+                raise HttpError(413, f"body over {MAX_KEPT_BODY} bytes", close=True)
+            data = self._read_exact(size, keep)
+            if keep:
+                parts.append(data)
+            if self._read_line() != b"":
+                raise HttpError(400, "chunk not followed by CRLF", close=True)
+        for _ in range(MAX_TRAILERS):
+            if self._read_line() == b"":
+                return b"".join(parts) if keep else None
+        raise HttpError(400, "too many trailer lines", close=True)
+
+    # -- responses ----------------------------------------------------------
+
+    def _reply(self, status, body=b"", ctype="text/plain; charset=utf-8", headers=()):
+        """Send a complete response. HEAD gets the headers only."""
+        self.send_response(status)
+        has_ctype = False
+        for name, value in headers:
+            self.send_header(name, value)
+            has_ctype = has_ctype or name.lower() == "content-type"
+        if status not in (204, 304):  # these never have a body or a Content-Length
+            if not has_ctype:
+                self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self._responded = True
+        if body and self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(body)
+
+    def _json(self, status, obj, headers=()):
+        body = json.dumps(obj).encode()
+        self._reply(status, body, "application/json", headers)
+
+    def _require_method(self, *methods):
+        if self.command not in methods:
+            raise HttpError(405, f"{self._path} accepts {', '.join(methods)} only")
+
+    # -- test endpoints -----------------------------------------------------
+
+    def _echo(self, query, body):
+        headers = {}
+        for name, value in self.headers.items():
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self._json(
+            200,
+            {
+                "method": self.command,
+                "path": self._path,
+                "query": dict(query),  # a repeated name keeps its last value
+                "headers": headers,
+                "body": body.decode("utf-8", "replace"),
+            },
+        )
+
+    def _delay(self, query, body):
+        ms = _int_param(query, "ms", 0, 0, MAX_DELAY_MS)
+        time.sleep(ms / 1000)
+        self._json(200, {"ok": True})
+
+    def _status(self, query, body):
+        code = _int_param(query, "code", 200, 200, 599)
+        retry_after = _header_value(query, "retry_after")
+        text = _param(query, "body")
+        headers = [("Retry-After", retry_after)] if retry_after is not None else []
+        if text is None:
+            self._json(code, {"status": code}, headers)
+        else:
+            self._reply(code, text.encode(), headers=headers)
+
+    def _flaky(self, query, body):
+        key = _param(query, "key", "default")
+        fail = _int_param(query, "fail", 1, 0, MAX_FLAKY_FAIL)
+        code = _int_param(query, "code", 503, 200, 599)
+        retry_after = _header_value(query, "retry_after")
+        attempt = self.server.stats.attempt(key)
+        if attempt is None:
+            raise HttpError(507, f"over {MAX_FLAKY_KEYS} flaky keys; POST /_reset")
+        if attempt <= fail:
+            headers = [("Retry-After", retry_after)] if retry_after is not None else []
+            self._json(code, {"attempt": attempt, "error": "injected failure"}, headers)
+        else:
+            self._json(200, {"attempt": attempt})
+
+    def _bytes(self, query, body):
+        n = _int_param(query, "n", 0, 0, MAX_BYTES)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        self._responded = True
+        if self.command == "HEAD":
+            return
+        while n > 0:
+            step = min(n, CHUNK)
+            self.wfile.write(PATTERN[:step])
+            n -= step
+
+    def _drop(self, query, body):
+        # Send nothing; the server closes the socket once this handler returns.
+        self.close_connection = True
+        self._responded = True
+
+    def _headers(self, query, body):
+        for name, value in query:
+            if not TOKEN.fullmatch(name):
+                raise HttpError(400, f"bad header name: {name!r}")
+            if name.lower() in FRAMING_HEADERS:
+                raise HttpError(400, f"{name} cannot be set through /headers")
+            if any(c in value for c in "\r\n\0"):
+                raise HttpError(400, f"header {name} may not contain CR, LF or NUL")
+        self._reply(200, b"ok", headers=query)
+
+    def _json_echo(self, query, body):
+        self._require_method("POST")
+        try:
+            parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise HttpError(400, f"bad JSON: {e}") from None
+        self._json(200, {"received": parsed})
+
+    def _not_found(self, query, body):
+        raise HttpError(404, f"no such endpoint: {self._path}")
+
+    # -- control endpoints --------------------------------------------------
+
+    def _stats(self, query, body):
+        self._require_method("GET", "HEAD")
+        self._json(200, self.server.stats.snapshot())
+
+    def _reset(self, query, body):
+        self._require_method("POST")
+        self.server.stats.reset()
+        self._json(200, {"ok": True})
+
+    def _attempts(self, query, body):
+        self._require_method("GET", "HEAD")
+        self._json(200, self.server.stats.attempts(_param(query, "key", "default")))
+
+
+# path -> (method, keep the request body in memory?)
+TEST_ROUTES = {
+    "/echo": (Handler._echo, True),
+    "/delay": (Handler._delay, False),
+    "/status": (Handler._status, False),
+    "/flaky": (Handler._flaky, False),
+    "/bytes": (Handler._bytes, False),
+    "/drop": (Handler._drop, False),
+    "/headers": (Handler._headers, False),
+    "/json": (Handler._json_echo, True),
+}
+CONTROL_ROUTES = {
+    "/_stats": (Handler._stats, False),
+    "/_reset": (Handler._reset, False),
+    "/_attempts": (Handler._attempts, False),
+}
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """Threaded server; with a TLS context, each connection's handshake runs in
+    its own thread so a slow or failing client never blocks accept()."""
+
+    daemon_threads = True  # connection threads never keep the process alive
+    request_queue_size = 1024  # listen backlog, for benchmarks that open many at once
+
+    def __init__(self, address, tls_context=None, verbose=False):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.stats = Stats()
+        self.tls_context = tls_context
+        self.verbose = verbose
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, Handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request, client_address):
+        self._slots.acquire()  # at most MAX_CONNECTIONS threads; backlog holds the rest
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def finish_request(self, request, client_address):
+        if self.tls_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(IDLE_TIMEOUT)  # bounds the handshake too
+        try:
+            conn = self.tls_context.wrap_socket(request, server_side=True)
+        except OSError as e:  # includes ssl.SSLError: bad client, unknown CA, ...
+            if self.verbose:
+                sys.stderr.write(f"httpd: TLS handshake with {client_address[0]}: {e}\n")
+            return
+        # wrap_socket took over the descriptor; `request` is now detached, so the
+        # base class's shutdown_request() on it is a no-op and we close `conn`.
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            conn.close()
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # client resets, timeouts, TLS errors: routine
+            if self.verbose:
+                sys.stderr.write(f"httpd: connection from {client_address[0]}: {exc}\n")
+            return
+        super().handle_error(request, client_address)
+
+
+class Terminated(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave serve_forever()."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def write_port_file(path, port):
+    """Write `port` to `path` atomically, so a reader never sees a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Loopback HTTP/HTTPS test server for Ferry.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM pair")
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    tls_context = None
+    if args.tls:
+        tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_context.load_cert_chain(*args.tls)
+        tls_context.set_alpn_protocols(["http/1.1"])  # never let a client pick h2
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    server = Server((args.host, args.port), tls_context, args.verbose)
+    try:
+        port = server.server_address[1]
+        if args.port_file:
+            write_port_file(args.port_file, port)
+        scheme = "https" if tls_context else "http"
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        sys.stderr.write(f"httpd: listening on {scheme}://{host}:{port}\n")
+        sys.stderr.flush()
+        server.serve_forever()
+    except Terminated:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
