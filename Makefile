@@ -15,7 +15,7 @@ LDFLAGS += -Wl,-E -z noexecstack
 # Debian packages: to build, to test, to lint, to benchmark.
 DEPS := gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev libyaml-dev \
         lua-cjson-dev libwslay-dev lua5.4 lua-busted lua-check clang-format openssl \
-        python3 python3-yaml python3-kubernetes python3-boto3 valgrind
+        python3 python3-yaml python3-kubernetes python3-boto3 valgrind time
 
 SRC      := $(wildcard host/*.c) $(wildcard modules/*/*.c)
 LUA_SRC  := $(filter-out %/meta.lua,$(wildcard modules/*/*.lua))
@@ -27,7 +27,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HOST_LIB := $(filter-out $(BUILD)/host/main.o,$(OBJ))
 
-.PHONY: all deps test unit spec lint asan demo bench docs install clean fmt
+.PHONY: all deps test unit doubles spec lint asan demo bench docs install clean fmt
 all: deps ferry
 
 deps:
@@ -68,7 +68,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(HOST_LIB)
 # The whole suite: C unit tests, then the Lua specs under `ferry lua` (busted is
 # a Lua program; ferry is its interpreter, so specs exercise the real modules)
 # against the loopback doubles, which tests/run starts and stops.
-test: all unit spec
+test: all unit doubles spec
+
+# The test doubles checked with real clients (Python's http.client, ssl).
+doubles:
+	@/usr/bin/python3 tests/doubles/test_httpd.py
 
 unit: $(UNIT_BIN)
 	@sh tests/unit/run $(UNIT_BIN)
@@ -82,7 +86,7 @@ asan:
 	  LDFLAGS='-Wl,-E -z noexecstack -fsanitize=address,undefined' build/asan/ferry \
 	  $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 	@ASAN_OPTIONS=detect_leaks=1 sh tests/unit/run $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
-	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=0 bash tests/run
+	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=1 bash tests/run
 
 lint: deps
 	luacheck -q modules scripts examples tests/lua

@@ -366,10 +366,15 @@ static int push_outcome(lua_State *L, int ti)
     return lua_error(L);
 }
 
-static void unlink_waiter(struct task_wait *w)
+/* A task waiting for another: on the target's list of waiters until it ends. */
+struct joiner {
+    struct task_wait w; /* first */
+    struct task *target;
+};
+
+static void unlink_joiner(struct task_wait *w)
 {
-    /* the task waited on is stored next to w in its userdata */
-    struct task *t = *(struct task **)(w + 1);
+    struct task *t = ((struct joiner *)w)->target;
     for (struct task_wait **p = &t->waiters; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
@@ -380,8 +385,8 @@ static void unlink_waiter(struct task_wait *w)
 static int task_wait_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    struct task_wait *w = lua_touserdata(L, (int)ctx);
-    if (w->reason) return task_raise_cancelled(L, w);
+    struct joiner *j = lua_touserdata(L, (int)ctx);
+    if (j->w.reason) return task_raise_cancelled(L, &j->w);
     return push_outcome(L, 1);
 }
 
@@ -392,13 +397,13 @@ static int task_wait(lua_State *L)
     lua_settop(L, 1);
     if (t->done) return push_outcome(L, 1);
     if (t == task_current(L)) return luaL_error(L, "a task cannot wait for itself");
-    struct task_wait *w = lua_newuserdatauv(L, sizeof *w + sizeof t, 0);
-    memset(w, 0, sizeof *w);
-    *(struct task **)(w + 1) = t;
-    w->cancel = unlink_waiter;
-    w->next = t->waiters;
-    t->waiters = w;
-    return task_await(L, w, 2, task_wait_k);
+    struct joiner *j = lua_newuserdatauv(L, sizeof *j, 0);
+    memset(j, 0, sizeof *j);
+    j->target = t;
+    j->w.cancel = unlink_joiner;
+    j->w.next = t->waiters;
+    t->waiters = &j->w;
+    return task_await(L, &j->w, 2, task_wait_k);
 }
 
 struct sleeper {

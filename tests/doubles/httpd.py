@@ -5,7 +5,9 @@ Standard library only. One thread per connection, keep-alive by default.
 
 Usage:
     httpd.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
-             [--tls CERT KEY] [--verbose]
+             [--tls CERT KEY [--client-ca CA]] [--verbose]
+
+With --client-ca, TLS clients must present a certificate signed by CA.
 
 Test endpoints (any method unless noted; counted in the statistics):
     /echo                         200 {"method","path","query","headers","body"}
@@ -569,6 +571,7 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM pair")
+    p.add_argument("--client-ca", metavar="CA", help="with --tls: require client certificates signed by CA")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p.parse_args(argv)
 
@@ -580,6 +583,9 @@ def main(argv=None):
         tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_context.load_cert_chain(*args.tls)
         tls_context.set_alpn_protocols(["http/1.1"])  # never let a client pick h2
+        if args.client_ca:
+            tls_context.verify_mode = ssl.CERT_REQUIRED
+            tls_context.load_verify_locations(args.client_ca)
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)

@@ -56,15 +56,19 @@ class Httpd:
 
     def __init__(self, workdir, name, *args):
         self.port_file = os.path.join(workdir, f"{name}.port")
-        self.proc = subprocess.Popen(
-            [sys.executable, HTTPD, "--port", "0", "--port-file", self.port_file, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.log_file = os.path.join(workdir, f"{name}.log")
+        with open(self.log_file, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, HTTPD, "--port", "0", "--port-file", self.port_file, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
 
         def port():
-            check(self.proc.poll() is None, f"httpd {name} exited: {self.proc.stderr.read()!r}")
+            if self.proc.poll() is not None:
+                with open(self.log_file) as log:
+                    raise AssertionError(f"httpd {name} exited: {log.read()!r}")
             try:
                 with open(self.port_file) as f:
                     return int(f.read())

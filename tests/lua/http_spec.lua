@@ -158,6 +158,20 @@ describe("http", function()
     assert.matches("deadline exceeded", err.message, 1, true) -- the task's deadline, not curl's
   end)
 
+  it("goes through the proxy named by http_proxy", function()
+    -- ferry.invalid cannot resolve: the request only succeeds through the
+    -- proxy, which here is the loopback double answering absolute-form requests
+    local cmd = ("http_proxy=%s %q -e %q 2>&1"):format(base, os.getenv("FERRY_BIN"),
+      'io.write(require("http").get("http://ferry.invalid/echo?via=proxy", {retries = 0}).body)')
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    local echoed = json.decode(out)
+    assert.are.equal("/echo", echoed.path)
+    assert.are.equal("proxy", echoed.query.via)
+    assert.are.equal("ferry.invalid", echoed.headers.host)
+  end)
+
   it("refuses a response body over max_body", function()
     local res = http.get(base .. "/bytes?n=1000", {max_body = 1000})
     assert.are.equal(1000, #res.body)
@@ -180,6 +194,16 @@ describe("http", function()
   it("refuses a server signed by a CA other than ca_data", function()
     local err = raised(http.get, tls_base .. "/echo", {ca_data = read_file(certs .. "/other-ca.pem")})
     assert.is_true(errors.is(err, "tls"), tostring(err))
+  end)
+
+  it("presents a client certificate from cert_data and key_data", function()
+    local mtls = assert(os.getenv("FERRY_TEST_MTLS"), "FERRY_TEST_MTLS is not set: run through tests/run")
+    local ca = read_file(certs .. "/ca.pem")
+    local err = raised(http.get, mtls .. "/echo", {ca_data = ca, retries = 0})
+    assert.is_true(errors.is(err), tostring(err)) -- the server refuses a client without one
+    local res = http.get(mtls .. "/echo", {ca_data = ca, cert_data = read_file(certs .. "/client.pem"),
+                                           key_data = read_file(certs .. "/client.key")})
+    assert.are.equal(200, res.status)
   end)
 
   it("skips verification with insecure = true", function()
