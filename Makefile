@@ -89,7 +89,7 @@ asan:
 	@FERRY=build/asan/ferry ASAN_OPTIONS=detect_leaks=1 bash tests/run
 
 lint: deps
-	luacheck -q modules scripts examples tests/lua
+	luacheck -q modules $(wildcard scripts) examples tests/lua tests/bench
 	clang-format --dry-run --Werror host/*.c host/*.h modules/*/*.c modules/*/*.h tests/unit/*.c tests/unit/*.h
 
 fmt:
