@@ -21,3 +21,12 @@ url="http://127.0.0.1:$(cat "$dir/port")"
 echo "demo: service at $url"
 ./ferry run examples/hello.lua -p url="$url" --junit "$dir/hello.junit.xml"
 echo "demo: ok — JUnit report had $(grep -c '<testcase' "$dir/hello.junit.xml") testcases"
+echo
+echo "demo: the same with a step failing on purpose: the undo action and teardown run, exit 1"
+code=0
+./ferry run examples/hello.lua -p url="$url" -p fail=true -p items=5 || code=$?
+if [ "$code" -ne 1 ]; then
+    echo "demo: expected exit code 1, got $code" >&2
+    exit 1
+fi
+echo "demo: ok — exit code 1, undo and teardown ran"

@@ -35,6 +35,7 @@ static const char *const main_usage =
     "  check SCRIPT...                load and validate workflows without running them\n"
     "  lua FILE [ARGS]                run a Lua file with every Ferry module (busted, tools)\n"
     "  -e CODE                        run a string of Lua\n"
+    "  eks-token --cluster NAME       print an EKS ExecCredential (for kubeconfig exec)\n"
     "  version                        print versions\n"
     "  help [COMMAND]                 print help\n"
     "\n"
@@ -240,6 +241,51 @@ static int cmd_check(struct host *h, int argc, char **argv)
     return worst;
 }
 
+/* ferry eks-token --cluster NAME [--region R]: prints an ExecCredential, so a
+ * kubeconfig's exec plugin can be Ferry instead of `aws eks get-token`. */
+static int cmd_eks_token(struct host *h, int argc, char **argv)
+{
+    lua_State *L = h->L;
+    const char *cluster = NULL, *region = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--cluster") == 0 || strcmp(argv[i], "--cluster-name") == 0) {
+            if (!v) return usage_error("eks-token: %s needs a name", argv[i]);
+            cluster = v;
+            i++;
+        } else if (strcmp(argv[i], "--region") == 0) {
+            if (!v) return usage_error("eks-token: %s needs a region", argv[i]);
+            region = v;
+            i++;
+        } else {
+            return usage_error("eks-token: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!cluster) return usage_error("eks-token: missing --cluster NAME%s", "");
+    push_module_field(L, "aws", "exec_credential");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, cluster);
+    lua_setfield(L, -2, "cluster");
+    if (region) {
+        lua_pushstring(L, region);
+        lua_setfield(L, -2, "region");
+    }
+    int ref = LUA_NOREF;
+    int code = run_root(h, 1, 0, &ref);
+    if (code != EXIT_OK) return code;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    lua_rawgeti(L, -1, 1);
+    size_t len;
+    const char *json = lua_tolstring(L, -1, &len);
+    if (json) {
+        fwrite(json, 1, len, stdout);
+        fputc('\n', stdout);
+    }
+    lua_pop(L, 2);
+    return json ? EXIT_OK : EXIT_USAGE;
+}
+
 static int cmd_version(struct host *h, int argc, char **argv)
 {
     (void)h;
@@ -258,6 +304,13 @@ static const struct cmd commands[] = {
      "usage: ferry check SCRIPT...\n\n"
      "Loads each workflow and validates its definition (name, steps, params)\n"
      "without running a step. Exit 0 when all are valid, 2 otherwise.\n"},
+    {"eks-token", cmd_eks_token,
+     "usage: ferry eks-token --cluster NAME [--region REGION]\n\n"
+     "Prints a client.authentication.k8s.io ExecCredential holding an EKS token\n"
+     "(what `aws eks get-token` prints), made in-process from the default AWS\n"
+     "credential chain. In a kubeconfig user:\n"
+     "  exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: ferry,\n"
+     "         args: [eks-token, --cluster, NAME]}\n"},
     {"help", cmd_help, "usage: ferry help [COMMAND]\n"},
     {"lua", cmd_lua,
      "usage: ferry lua FILE [ARGS]\n\n"

@@ -3,51 +3,12 @@
 -- module loading: native modules need no path, pure-Lua modules come from
 -- LUA_PATH, bytecode is refused everywhere. Runs FERRY_BIN as a subprocess.
 
-local FERRY = assert(os.getenv("FERRY_BIN"), "FERRY_BIN is not set: run the specs with `bash tests/run`")
+local support = require("support")
 
 -- ---- helpers ----
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function contains(haystack, needle)
-  return haystack ~= nil and haystack:find(needle, 1, true) ~= nil
-end
-
-local function make_tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -m 700 " .. q(path)))
-  return path
-end
-
--- Runs `ferry ARGS...` to completion in dir with extra environment `env` (a
--- list of "NAME=value"); returns {code, stdout, stderr}. A death by signal N
--- is reported as code 128 + N, as a shell would.
-local function ferry(dir, args, env)
-  local parts = {"env"}
-  for _, kv in ipairs(env or {}) do parts[#parts + 1] = q(kv) end
-  parts[#parts + 1] = q(FERRY)
-  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
-  local out, err = dir .. "/stdout", dir .. "/stderr"
-  local _, how, n = os.execute(("%s </dev/null >%s 2>%s"):format(table.concat(parts, " "), q(out), q(err)))
-  return {code = how == "signal" and 128 + n or n, stdout = read(out) or "", stderr = read(err) or ""}
-end
+local q, read, write, contains = support.q, support.read, support.write, support.contains
+local ferry = support.run_ferry -- ferry(dir, args, env) runs FERRY_BIN: {code, stdout, stderr}
 
 -- Lua code for `ferry -e` that writes the bytecode of a small function to
 -- the file named by arg[1].
@@ -62,8 +23,8 @@ f:close()
 describe("ferry cli", function()
   local tmp
 
-  before_each(function() tmp = make_tmpdir() end)
-  after_each(function() os.execute("rm -rf " .. q(tmp)) end)
+  before_each(function() tmp = support.make_tmpdir() end)
+  after_each(function() support.remove_tree(tmp) end)
 
   describe("version and help", function()
     it("prints the versions of ferry, Lua and libcurl", function()
@@ -160,18 +121,20 @@ end]]
       assert.are.equal("\27Lua", read(chunk):sub(1, 4), "string.dump did not produce bytecode")
     end)
 
-    it("is refused by `ferry lua` with exit 2", function()
-      local r = ferry(tmp, {"lua", chunk})
+    -- A command that refuses the chunk: exit 2, a complaint that it is
+    -- binary, and none of the chunk's own output.
+    local function assert_refused(r)
       assert.are.equal(2, r.code, r.stderr)
       assert.is_true(contains(r.stderr, "binary"), r.stderr)
       assert.is_false(contains(r.stdout, "bytecode ran"), r.stdout)
+    end
+
+    it("is refused by `ferry lua` with exit 2", function()
+      assert_refused(ferry(tmp, {"lua", chunk}))
     end)
 
     it("is refused by `ferry run` with exit 2", function()
-      local r = ferry(tmp, {"run", chunk})
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "binary"), r.stderr)
-      assert.is_false(contains(r.stdout, "bytecode ran"), r.stdout)
+      assert_refused(ferry(tmp, {"run", chunk}))
     end)
 
     it("is refused by load(), which returns nil and a message", function()

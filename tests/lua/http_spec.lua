@@ -3,17 +3,16 @@
 local errors = require("errors")
 local http = require("http")
 local json = require("json")
+local support = require("support")
 local task = require("task")
 
 local base = assert(os.getenv("FERRY_TEST_HTTP"), "FERRY_TEST_HTTP is not set: run through tests/run")
 local tls_base = assert(os.getenv("FERRY_TEST_HTTPS"), "FERRY_TEST_HTTPS is not set: run through tests/run")
 local certs = assert(os.getenv("FERRY_TEST_CERTS"), "FERRY_TEST_CERTS is not set: run through tests/run")
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("a")
-  f:close()
-  return data
+-- The PEM file `name` the doubles' certificates were written to.
+local function cert(name)
+  return assert(support.read(certs .. "/" .. name), "cannot read " .. certs .. "/" .. name)
 end
 
 -- The decoded JSON body of a GET to one of the doubles' endpoints.
@@ -27,12 +26,7 @@ local function stats() return get_json(base .. "/_stats") end
 
 local function attempts(key) return get_json(base .. "/_attempts?key=" .. key) end
 
--- The error a call raises (fails the spec when it returns instead).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got a return")
-  return err
-end
+local raised = support.raised -- the error a call raises; fails the spec when it returns
 
 describe("http", function()
   before_each(function()
@@ -161,8 +155,9 @@ describe("http", function()
   it("goes through the proxy named by http_proxy", function()
     -- ferry.invalid cannot resolve: the request only succeeds through the
     -- proxy, which here is the loopback double answering absolute-form requests
-    local cmd = ("http_proxy=%s %q -e %q 2>&1"):format(base, os.getenv("FERRY_BIN"),
-      'io.write(require("http").get("http://ferry.invalid/echo?via=proxy", {retries = 0}).body)')
+    local cmd = support.ferry_command({"-e",
+      'io.write(require("http").get("http://ferry.invalid/echo?via=proxy", {retries = 0}).body)'},
+      {"http_proxy=" .. base}) .. " 2>&1"
     local p = assert(io.popen(cmd))
     local out = p:read("a")
     p:close()
@@ -181,7 +176,7 @@ describe("http", function()
   end)
 
   it("verifies the server with the CA given as ca_data", function()
-    local res = http.get(tls_base .. "/echo", {ca_data = read_file(certs .. "/ca.pem")})
+    local res = http.get(tls_base .. "/echo", {ca_data = cert("ca.pem")})
     assert.are.equal(200, res.status)
   end)
 
@@ -192,17 +187,17 @@ describe("http", function()
   end)
 
   it("refuses a server signed by a CA other than ca_data", function()
-    local err = raised(http.get, tls_base .. "/echo", {ca_data = read_file(certs .. "/other-ca.pem")})
+    local err = raised(http.get, tls_base .. "/echo", {ca_data = cert("other-ca.pem")})
     assert.is_true(errors.is(err, "tls"), tostring(err))
   end)
 
   it("presents a client certificate from cert_data and key_data", function()
     local mtls = assert(os.getenv("FERRY_TEST_MTLS"), "FERRY_TEST_MTLS is not set: run through tests/run")
-    local ca = read_file(certs .. "/ca.pem")
+    local ca = cert("ca.pem")
     local err = raised(http.get, mtls .. "/echo", {ca_data = ca, retries = 0})
     assert.is_true(errors.is(err), tostring(err)) -- the server refuses a client without one
-    local res = http.get(mtls .. "/echo", {ca_data = ca, cert_data = read_file(certs .. "/client.pem"),
-                                           key_data = read_file(certs .. "/client.key")})
+    local res = http.get(mtls .. "/echo", {ca_data = ca, cert_data = cert("client.pem"),
+                                           key_data = cert("client.key")})
     assert.are.equal(200, res.status)
   end)
 

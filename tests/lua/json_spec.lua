@@ -2,13 +2,9 @@
 -- arrayness, null), what encode writes (exact numbers, escapes, sorted keys,
 -- pretty layout) and the errors both raise for bad input.
 local json = require("json")
+local support = require("support")
 
--- The error a call raises (fails the spec when it returns instead).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got a return")
-  return err
-end
+local raised = support.raised -- the error a call raises; fails the spec when it returns
 
 describe("json", function()
   it("decodes integers as integers and fractions as floats", function()

@@ -3,29 +3,22 @@
 -- task context) and what log.excerpt keeps per step.
 local json = require("json")
 
-local ferry = assert(os.getenv("FERRY_BIN"), "FERRY_BIN is not set: run through tests/run")
+local support = require("support")
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local lines = support.lines
 
 -- Runs `ferry -e code` with the log variables cleared, then `env` set;
 -- returns its stderr and stdout together (stdout only when stdout_only), and
 -- its exit code.
 local function run(code, env, stdout_only)
-  local cmd = {"env -u FERRY_LOG_LEVEL -u FERRY_LOG_FORMAT"}
-  for k, v in pairs(env or {}) do cmd[#cmd + 1] = k .. "=" .. quote(v) end
-  cmd[#cmd + 1] = quote(ferry) .. " -e " .. quote(code)
-  cmd[#cmd + 1] = stdout_only and "2>/dev/null" or "2>&1"
-  local p = assert(io.popen(table.concat(cmd, " ")))
+  local env_args = {"-u", "FERRY_LOG_LEVEL", "-u", "FERRY_LOG_FORMAT"}
+  for k, v in pairs(env or {}) do env_args[#env_args + 1] = k .. "=" .. v end
+  local cmd = support.ferry_command({"-e", code}, env_args) .. (stdout_only and " 2>/dev/null" or " 2>&1")
+  local p = assert(io.popen(cmd))
   local out = p:read("a")
   local _, how, status = p:close()
   assert.are.equal("exit", how)
   return out, status
-end
-
-local function lines(text)
-  local list = {}
-  for line in text:gmatch("[^\n]+") do list[#list + 1] = line end
-  return list
 end
 
 local TIME = "%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ"

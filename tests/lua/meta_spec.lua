@@ -1,19 +1,15 @@
 -- meta_spec.lua: every function a module exports is annotated in its
 -- ---@meta file (modules/<name>/meta.lua), and every annotated function exists.
-local MODULES = {"errors", "http", "json", "log", "task", "workflow", "yaml"}
+local support = require("support")
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local MODULES = {"errors", "http", "json", "log", "task", "workflow", "yaml"}
 
 describe("meta files", function()
   for _, name in ipairs(MODULES) do
     it("cover the " .. name .. " module exactly", function()
       local mod = require(name)
-      local meta = read("modules/" .. name .. "/meta.lua")
+      local path = "modules/" .. name .. "/meta.lua"
+      local meta = assert(support.read(path), "cannot read " .. path)
       assert.truthy(meta:match("^%-%-%-@meta " .. name .. "\n"), "first line must be ---@meta " .. name)
       local documented = {}
       for fn in meta:gmatch("\nfunction " .. name .. "%.([%w_]+)%(") do documented[fn] = true end

@@ -2,23 +2,17 @@
 -- timeouts, cancellation and contexts — run inside the Ferry task that runs
 -- busted, so task.sleep and task.wait really suspend.
 local errors = require("errors")
+local support = require("support")
 local task = require("task")
 
 -- Waits (suspending this task) until cond() is true; fails after `seconds`.
 local function wait_until(cond, seconds, what)
-  local deadline = task.now() + (seconds or 5)
-  while not cond() do
-    if task.now() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
-    task.sleep(0.001)
+  if not support.wait_for(seconds or 5, cond, 0.001) then
+    error("timed out waiting for " .. (what or "a condition"), 2)
   end
 end
 
--- The error a call raises (fails the spec when it returns instead).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got a return")
-  return err
-end
+local raised = support.raised -- the error a call raises; fails the spec when it returns
 
 describe("task", function()
   it("returns a spawned function's result from wait", function()

@@ -3,22 +3,15 @@
 -- tests/lua/fixtures/workflows as a subprocess; the specs check exit codes,
 -- what the steps recorded, stderr, and the JUnit report.
 
-local FERRY = assert(os.getenv("FERRY_BIN"), "FERRY_BIN is not set: run the specs with `bash tests/run`")
+local support = require("support")
+
 local FIXTURES = (debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "fixtures/workflows/"
 
 -- ---- helpers ----
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local q, read, write, exists = support.q, support.read, support.write, support.exists
+local lines, contains, wait_for = support.lines, support.contains, support.wait_for
+local ferry = support.run_ferry -- ferry(dir, args, env) runs FERRY_BIN: {code, stdout, stderr}
 
 -- A script that does not parse (kept out of the fixtures so that luacheck,
 -- which checks them, stays clean); the missing comma is reported at line 4,
@@ -32,26 +25,6 @@ return workflow.define{
 ]]
 local SYNTAX_ERROR_LINE = 4
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function exists(path)
-  return read(path) ~= nil
-end
-
-local function lines(text)
-  local out = {}
-  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
-
-local function contains(haystack, needle)
-  return haystack ~= nil and haystack:find(needle, 1, true) ~= nil
-end
-
 -- The line number of the line of fixture `name` holding `marker`.
 local function line_of(name, marker)
   local n = 0
@@ -62,49 +35,13 @@ local function line_of(name, marker)
   error(("no line with %q in %s"):format(marker, name))
 end
 
-local function make_tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -m 700 " .. q(path)))
-  return path
-end
-
--- The shell command line for `ferry ARGS...` with extra environment `env`
--- (a list of "NAME=value").
-local function command(args, env)
-  local parts = {"env"}
-  for _, kv in ipairs(env or {}) do parts[#parts + 1] = q(kv) end
-  parts[#parts + 1] = q(FERRY)
-  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
-  return table.concat(parts, " ")
-end
-
--- Runs ferry to completion in dir; returns {code, stdout, stderr}. A death by
--- signal N is reported as code 128 + N, as a shell would.
-local function ferry(dir, args, env)
-  local out, err = dir .. "/stdout", dir .. "/stderr"
-  local _, how, n = os.execute(("%s </dev/null >%s 2>%s"):format(command(args, env), q(out), q(err)))
-  return {code = how == "signal" and 128 + n or n, stdout = read(out) or "", stderr = read(err) or ""}
-end
-
--- Polls cond() every 50 ms for up to `seconds`; returns its first truthy
--- value, or nil when the deadline passes.
-local function wait_for(seconds, cond)
-  for _ = 1, math.ceil(seconds / 0.05) do
-    local v = cond()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  return cond()
-end
-
 -- Starts ferry in the background under a shell that records its pid in
 -- dir/pid and, once it exits, its exit status in dir/status.
 local function ferry_background(dir, args, env)
   local d = function(name) return q(dir .. "/" .. name) end
   -- written to a .tmp file, then renamed, so each file appears whole
   local script = ("%s </dev/null >%s 2>%s & echo $! >%s && mv %s %s; wait $!; echo $? >%s && mv %s %s"):format(
-    command(args, env), d("stdout"), d("stderr"), d("pid.tmp"), d("pid.tmp"), d("pid"),
+    support.ferry_command(args, env), d("stdout"), d("stderr"), d("pid.tmp"), d("pid.tmp"), d("pid"),
     d("status.tmp"), d("status.tmp"), d("status"))
   assert(os.execute(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(q(script))))
   local pid = wait_for(10, function() return tonumber(read(dir .. "/pid")) end)
@@ -156,24 +93,31 @@ describe("workflow", function()
   local tmp, out, background_pid
 
   before_each(function()
-    tmp = make_tmpdir()
+    tmp = support.make_tmpdir()
     out = tmp .. "/record"
     background_pid = nil
   end)
 
   after_each(function()
     if background_pid then os.execute(("kill -KILL %d 2>/dev/null"):format(background_pid)) end
-    os.execute("rm -rf " .. q(tmp))
+    support.remove_tree(tmp)
   end)
 
-  local function run_flow(params, extra)
-    local args = {"run", FIXTURES .. "flow.lua", "-p", "out=" .. out}
-    for _, p in ipairs(params or {}) do
+  -- The arguments of `ferry run` for fixture `name`: "-p" before each of
+  -- params, then the extra arguments.
+  local function run_args(name, params, extra)
+    local args = {"run", FIXTURES .. name}
+    for _, p in ipairs(params) do
       args[#args + 1] = "-p"
       args[#args + 1] = p
     end
     for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-    return ferry(tmp, args)
+    return args
+  end
+
+  -- Runs flow.lua, recording to `out`, with more params and extra arguments.
+  local function run_flow(params, extra)
+    return ferry(tmp, run_args("flow.lua", {"out=" .. out, table.unpack(params or {})}, extra))
   end
 
   local function recorded()
@@ -246,8 +190,7 @@ describe("workflow", function()
     -- Starts flow hanging in snapshot_volume, waits until it is there, sends
     -- `signal`, and returns the exit status and stderr once it has exited.
     local function interrupt(signal)
-      background_pid = ferry_background(tmp, {"run", FIXTURES .. "flow.lua", "-p", "out=" .. out,
-                                              "-p", "hang_at=snapshot_volume"})
+      background_pid = ferry_background(tmp, run_args("flow.lua", {"out=" .. out, "hang_at=snapshot_volume"}))
       local hanging = wait_for(10, function() return contains(read(out), "hang snapshot_volume") end)
       assert.is_true(hanging, "the step never started; stderr:\n" .. (read(tmp .. "/stderr") or ""))
       assert(os.execute(("kill -%s %d"):format(signal, background_pid)))
@@ -317,12 +260,15 @@ describe("workflow", function()
 
   describe("parameters", function()
     local function run_params(params)
-      local args = {"run", FIXTURES .. "typed_params.lua"}
-      for _, p in ipairs(params) do
-        args[#args + 1] = "-p"
-        args[#args + 1] = p
-      end
-      return ferry(tmp, args)
+      return ferry(tmp, run_args("typed_params.lua", params))
+    end
+
+    -- A run refused before any step: exit 2, stderr naming `what`, nothing on
+    -- stdout.
+    local function assert_refused(r, what)
+      assert.are.equal(2, r.code, r.stderr)
+      assert.is_true(contains(r.stderr, what), r.stderr)
+      assert.are.equal("", r.stdout)
     end
 
     it("delivers values converted to their declared types", function()
@@ -340,40 +286,25 @@ describe("workflow", function()
     end)
 
     it("rejects an unknown parameter name with exit 2, naming it, and runs no step", function()
-      local r = run_params({"region=eu-west-1", "colour=blue"})
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "colour"), r.stderr)
-      assert.are.equal("", r.stdout)
+      assert_refused(run_params({"region=eu-west-1", "colour=blue"}), "colour")
     end)
 
     it("rejects a value that is not an integer with exit 2, naming the parameter", function()
       for _, bad in ipairs({"three", "2.5"}) do
-        local r = run_params({"region=eu-west-1", "replicas=" .. bad})
-        assert.are.equal(2, r.code, r.stderr)
-        assert.is_true(contains(r.stderr, "replicas"), r.stderr)
-        assert.are.equal("", r.stdout)
+        assert_refused(run_params({"region=eu-west-1", "replicas=" .. bad}), "replicas")
       end
     end)
 
     it("rejects a value that is not a boolean with exit 2, naming the parameter", function()
-      local r = run_params({"region=eu-west-1", "dry=maybe"})
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "dry"), r.stderr)
-      assert.are.equal("", r.stdout)
+      assert_refused(run_params({"region=eu-west-1", "dry=maybe"}), "dry")
     end)
 
     it("rejects a run missing a required parameter with exit 2, naming it", function()
-      local r = run_params({"replicas=2"})
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "region"), r.stderr)
-      assert.are.equal("", r.stdout)
+      assert_refused(run_params({"replicas=2"}), "region")
     end)
 
     it("rejects -p without key=value with exit 2, naming the argument", function()
-      local r = run_params({"region=eu-west-1", "novalue"})
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "novalue"), r.stderr)
-      assert.are.equal("", r.stdout)
+      assert_refused(run_params({"region=eu-west-1", "novalue"}), "novalue")
     end)
   end)
 
@@ -406,31 +337,24 @@ describe("workflow", function()
     -- workflow.define errors must point at the script's define call, where the
     -- mistake is, not (only) inside the workflow module. The fixture uses the
     -- idiomatic `return workflow.define(...)`, a tail call.
-    local function define_error(kind)
+    local function assert_define_error(kind, named)
       local r = ferry(tmp, {"run", FIXTURES .. "bad_define.lua"}, {"BAD_DEFINE=" .. kind})
       local where = ("bad_define.lua:%d:"):format(line_of("bad_define.lua", "DEFINE_LINE"))
-      return r, where
+      assert.are.equal(2, r.code, r.stderr)
+      assert.is_true(contains(r.stderr, named), r.stderr)
+      assert.is_true(contains(r.stderr, where), "stderr lacks '" .. where .. "':\n" .. r.stderr)
     end
 
     it("rejects two steps with the same name with exit 2, naming the script line", function()
-      local r, where = define_error("duplicate_step")
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "'create_volume'"), r.stderr)
-      assert.is_true(contains(r.stderr, where), "stderr lacks '" .. where .. "':\n" .. r.stderr)
+      assert_define_error("duplicate_step", "'create_volume'")
     end)
 
     it("rejects an unknown field in the definition with exit 2, naming the script line", function()
-      local r, where = define_error("unknown_field")
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "'retries'"), r.stderr)
-      assert.is_true(contains(r.stderr, where), "stderr lacks '" .. where .. "':\n" .. r.stderr)
+      assert_define_error("unknown_field", "'retries'")
     end)
 
     it("rejects a step without a run function with exit 2, naming the script line", function()
-      local r, where = define_error("missing_run")
-      assert.are.equal(2, r.code, r.stderr)
-      assert.is_true(contains(r.stderr, "'verify_clone'"), r.stderr)
-      assert.is_true(contains(r.stderr, where), "stderr lacks '" .. where .. "':\n" .. r.stderr)
+      assert_define_error("missing_run", "'verify_clone'")
     end)
   end)
 

@@ -4,13 +4,9 @@
 -- dump and a load unchanged.
 local yaml = require("yaml")
 local json = require("json")
+local support = require("support")
 
--- The error a call raises (fails the spec when it returns instead).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got a return")
-  return err
-end
+local raised = support.raised -- the error a call raises; fails the spec when it returns
 
 -- The one document of text.
 local function load1(text)
