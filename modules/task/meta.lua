@@ -51,7 +51,8 @@ function task.current() end
 ---@return table?
 function task.context(tbl) end
 
----Shields t from cancellation by signals (teardown runs shielded).
+---Shields t from cancellation by signals (teardown runs shielded). Tasks
+---inherit their spawner's shield.
 ---@param t task.Task
 ---@param on boolean
 function task.shield(t, on) end

@@ -276,7 +276,8 @@ static struct task *spawn(lua_State *L, int nargs)
     *(struct task **)lua_getextraspace(t->co) = t;
     lua_setiuservalue(L, -2, UV_THREAD);
     struct task *parent = task_current(L);
-    if (parent) { /* children inherit the context table (the current step) */
+    if (parent) { /* children inherit the context (the current step) and the shield */
+        t->shielded = parent->shielded;
         lua_rawgeti(L, LUA_REGISTRYINDEX, parent->ref);
         if (lua_getiuservalue(L, -1, UV_CONTEXT) == LUA_TTABLE)
             lua_setiuservalue(L, -3, UV_CONTEXT);

@@ -191,7 +191,7 @@ local function run_task(label, shielded, seconds, fn, ...)
     task.context({step = label})
     return fn(...)
   end, ...)
-  if shielded then task.shield(t, true) end
+  task.shield(t, shielded) -- steps are not, even though the runner's own task is
   if seconds then task.deadline(t, math.max(seconds, 0)) end
   return pcall(task.wait, t)
 end
