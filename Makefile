@@ -4,16 +4,16 @@
 
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := lua5.4 libcurl openssl yaml-0.1
+PKGS    := lua5.4 libcurl openssl yaml-0.1 libzip
 OPT     ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE $(OPT) \
            -Ihost -Imodules $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # libcurl is loaded at the first transfer (host/curl.h), so it is not linked.
-LDLIBS  += $(shell pkg-config --libs lua5.4 openssl yaml-0.1 2>/dev/null) -l:liblua5.4-cjson.a -lwslay -ldl -lm
+LDLIBS  += $(shell pkg-config --libs lua5.4 openssl yaml-0.1 libzip 2>/dev/null) -l:liblua5.4-cjson.a -lwslay -ldl -lm
 LDFLAGS += -Wl,-E -z noexecstack
 
 # Debian packages: to build, to test, to lint, to benchmark.
-DEPS := gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev libyaml-dev \
+DEPS := gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev libyaml-dev libzip-dev \
         lua-cjson-dev libwslay-dev lua5.4 lua-busted lua-check clang-format openssl \
         python3 python3-yaml python3-kubernetes python3-boto3 valgrind time
 
@@ -70,9 +70,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(HOST_LIB)
 # against the loopback doubles, which tests/run starts and stops.
 test: all unit doubles spec
 
-# The test doubles checked with real clients (Python's http.client, ssl).
+# The test doubles checked on their own and with real clients (Python's
+# http.client and ssl, boto3/botocore).
 doubles:
 	@/usr/bin/python3 tests/doubles/test_httpd.py
+	@/usr/bin/python3 tests/doubles/aws/test_services.py
+	@/usr/bin/python3 tests/doubles/aws/test_conformance.py
 
 unit: $(UNIT_BIN)
 	@sh tests/unit/run $(UNIT_BIN)

@@ -14,24 +14,31 @@
 #include <stdio.h>
 #include <string.h>
 
+int luaopen_aws(lua_State *L);
 int luaopen_errors(lua_State *L);
 int luaopen_http(lua_State *L);
 int luaopen_json(lua_State *L);
 int luaopen_log(lua_State *L);
 int luaopen_task(lua_State *L);
 int luaopen_yaml(lua_State *L);
+int luaopen_zip(lua_State *L);
 
-/* What scripts can require without a search path. Pure-Lua modules embedded
- * in the binary (modules/workflow/...) are added after these. */
+/* What scripts can require without a search path, one module a line,
+ * alphabetical. Pure-Lua modules embedded in the binary (modules/workflow/...)
+ * are added after these. */
+/* clang-format off */
 static const luaL_Reg preload[] = {
+    {"aws", luaopen_aws},
     {"errors", luaopen_errors},
     {"http", luaopen_http},
     {"json", luaopen_json},
     {"log", luaopen_log},
     {"task", luaopen_task},
     {"yaml", luaopen_yaml},
+    {"zip", luaopen_zip},
     {NULL, NULL},
 };
+/* clang-format on */
 
 /* package.preload loader of an embedded pure-Lua module (upvalue: its entry). */
 static int load_embedded(lua_State *L)
@@ -45,28 +52,30 @@ static int load_embedded(lua_State *L)
 
 /* ---- text-only loading ---- */
 
-/* load(chunk [, name [, mode [, env]]]) with mode forced to "t". */
-static int text_load(lua_State *L)
+/* Calls the original loader (upvalue 1) with argument `mode` forced to "t",
+ * passing on exactly the arguments given: an absent env must stay absent,
+ * or the chunk would get a nil _ENV. */
+static int call_text_only(lua_State *L, int mode)
 {
-    lua_settop(L, 4);
+    if (lua_gettop(L) < mode) lua_settop(L, mode);
     lua_pushliteral(L, "t");
-    lua_replace(L, 3);
+    lua_replace(L, mode);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, 4, LUA_MULTRET);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
     return lua_gettop(L);
 }
 
-/* loadfile([file [, mode [, env]]]) with mode forced to "t". */
+/* load(chunk [, name [, mode [, env]]]) */
+static int text_load(lua_State *L)
+{
+    return call_text_only(L, 3);
+}
+
+/* loadfile([file [, mode [, env]]]) */
 static int text_loadfile(lua_State *L)
 {
-    lua_settop(L, 3);
-    lua_pushliteral(L, "t");
-    lua_replace(L, 2);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, 3, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_text_only(L, 2);
 }
 
 static int dofile_cont(lua_State *L, int status, lua_KContext ctx)

@@ -10,6 +10,9 @@ against baselines measured in that same run (STYLE.md rule 28):
             times after 2 warm-ups: median wall time and peak RSS.
   fan-out   `ferry lua tests/bench/fanout.lua URL` against tests/doubles/httpd.py:
             50 GETs of /delay?ms=100 one after another, then through task.map.
+  aws       `ferry lua tests/bench/aws.lua` against tests/bench/aws_botocore.py,
+            both with the AWS double (tests/doubles/start): SigV4 signatures
+            per second, and the mean aws.call round trip (STS GetCallerIdentity).
 
 Targets (start-up at least 10x faster than kubectl and under 8 MiB peak RSS;
 fan-out at least 10x faster than sequential) are printed as "meets"/"misses"
@@ -174,6 +177,50 @@ def fanout(ferry):
                 server.wait()
 
 
+def env_file(path):
+    """The variables an `export NAME=VALUE` file sets (values shell-quoted)."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            words = shlex.split(line)
+            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+                name, value = words[1].split("=", 1)
+                env[name] = value
+    return env
+
+
+def run_json(cmd, env):
+    """Runs cmd and returns the JSON object on the last line it printed."""
+    done = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0:
+        raise Failure(f"{shlex.join(cmd)} exited with status {done.returncode}:\n{done.stderr}")
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise Failure(f"{shlex.join(cmd)} printed no JSON line:\n{done.stdout}{done.stderr}")
+
+
+def aws(ferry, signs=20000, calls=50):
+    """Ferry's SigV4 and aws.call against botocore's, both on the AWS double."""
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-aws-") as state:
+        started = subprocess.run(["tests/doubles/start", state], stdin=DEVNULL, capture_output=True, text=True)
+        if started.returncode != 0:
+            raise Failure(f"tests/doubles/start failed:\n{started.stdout}{started.stderr}")
+        try:
+            env = dict(os.environ, **env_file(os.path.join(state, "env")))
+            env.pop("AWS_SESSION_TOKEN", None)
+            ours = run_json([ferry, "lua", "tests/bench/aws.lua", str(signs), str(calls)], env)
+            base = run_json([sys.executable, "tests/bench/aws_botocore.py", str(signs), str(calls)], env)
+        finally:
+            subprocess.run(["tests/doubles/stop", state], stdin=DEVNULL, capture_output=True)
+    print(f"\nAWS: {signs} SigV4 signatures, then {calls} STS GetCallerIdentity calls against the double")
+    print("                                   ferry     botocore     ratio")
+    print(f"  signatures per second      {ours['signs_per_s']:10.0f}   {base['signs_per_s']:10.0f}   "
+          f"{ours['signs_per_s'] / base['signs_per_s']:6.1f}x")
+    print(f"  aws.call round trip, ms    {ours['call_ms']:10.2f}   {base['call_ms']:10.2f}   "
+          f"{base['call_ms'] / ours['call_ms']:6.1f}x")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Ferry's start-up and fan-out benchmarks.")
     p.add_argument("--ferry", default="./ferry", help="the ferry binary (default ./ferry)")
@@ -194,6 +241,7 @@ def main(argv=None):
         print(f"  task.map, limit 50          {conc:8.3f} s")
         print(f"  speed-up                    {seq / conc:8.1f}x   target >= {FANOUT_SPEEDUP}x: "
               f"{verdict(seq / conc >= FANOUT_SPEEDUP)}")
+        aws(ferry)
     except Failure as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1

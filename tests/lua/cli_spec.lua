@@ -149,6 +149,14 @@ print(f, err)]]})
       assert.is_truthy(second and second:match("^nil\t.*binary"), "mode 'b' let bytecode in: " .. r.stdout)
     end)
 
+    it("leaves load() and loadfile() of source text in the global environment", function()
+      local path = tmp .. "/chunk.lua"
+      support.write(path, "return type(print)")
+      local r = ferry(tmp, {"-e", ("print(load('return type(print)')(), loadfile(%q)())"):format(path)})
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("function\tfunction\n", r.stdout)
+    end)
+
     it("is refused by loadfile() and dofile()", function()
       local r = ferry(tmp, {"-e", [[
 local f, err = loadfile(arg[1])

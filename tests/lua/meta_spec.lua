@@ -2,7 +2,7 @@
 -- ---@meta file (modules/<name>/meta.lua), and every annotated function exists.
 local support = require("support")
 
-local MODULES = {"errors", "http", "json", "log", "task", "workflow", "yaml"}
+local MODULES = {"aws", "codepipeline", "ecr", "errors", "http", "json", "log", "task", "workflow", "yaml", "zip"}
 
 describe("meta files", function()
   for _, name in ipairs(MODULES) do
