@@ -1,7 +1,11 @@
 /* loop.c: sole owner of the curl multi handle (made at the first transfer), the timer heap, the run
- * queue and the signal pipe. Never resumes Lua itself: completed transfers, fired timers and posted
- * jobs call back into their owners (tasks), which resume coroutines only from jobs, so no Lua runs
- * inside a curl callback.
+ * queue, the table of watched file descriptors and the signal pipe. Never resumes Lua itself:
+ * completed transfers, fired timers, ready descriptors and posted jobs call back into their owners
+ * (tasks), which resume coroutines only from jobs, so no Lua runs inside a curl callback.
+ *
+ * Watched descriptors wait alongside curl's own (curl_multi_poll's extra fds, or poll() before the
+ * first transfer); their readiness is then read with a poll() of their own, so an error or a
+ * hang-up reaches the owner even where curl's event mask has no bit for it.
  *
  * The signal pipe is the one mutable global in Ferry: a handler can reach
  * nothing else. */
@@ -21,6 +25,10 @@ struct loop {
     int running;              /* transfers in the multi handle */
     struct loop_timer **heap; /* min-heap on when; heap[0] is the earliest */
     size_t ntimers, cap;
+    struct loop_fd **fds; /* watched descriptors; fds[i]->slot == i + 1 */
+    size_t nfds, fdcap;
+    struct pollfd *pollfds;      /* scratch for one wait: the signal pipe, then fds */
+    struct curl_waitfd *waitfds; /* the same, as curl_multi_poll's extra fds */
     struct loop_job *head, *tail;
     void (*on_signal)(void *arg, int sig);
     void *signal_arg;
@@ -36,9 +44,31 @@ double loop_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Makes room for cap watched descriptors (and the signal pipe) in the table and the scratch
+ * arrays; 0 on success. */
+static int fds_reserve(struct loop *l, size_t cap)
+{
+    struct loop_fd **fds = realloc(l->fds, cap * sizeof *fds);
+    if (!fds) return -1;
+    l->fds = fds;
+    struct pollfd *p = realloc(l->pollfds, (cap + 1) * sizeof *p);
+    if (!p) return -1;
+    l->pollfds = p;
+    struct curl_waitfd *w = realloc(l->waitfds, (cap + 1) * sizeof *w);
+    if (!w) return -1;
+    l->waitfds = w;
+    l->fdcap = cap;
+    return 0;
+}
+
 struct loop *loop_new(void)
 {
-    return calloc(1, sizeof(struct loop));
+    struct loop *l = calloc(1, sizeof(struct loop));
+    if (l && fds_reserve(l, 4) != 0) {
+        loop_free(l);
+        return NULL;
+    }
+    return l;
 }
 
 void loop_free(struct loop *l)
@@ -46,6 +76,9 @@ void loop_free(struct loop *l)
     if (!l) return;
     if (l->multi) curl_multi_cleanup(l->multi);
     free(l->heap);
+    free(l->fds);
+    free(l->pollfds);
+    free(l->waitfds);
     free(l);
 }
 
@@ -169,6 +202,46 @@ static void finish_transfers(struct loop *l)
     }
 }
 
+/* ---- watched descriptors ---- */
+
+void loop_watch_fd(struct loop *l, struct loop_fd *w)
+{
+    if (w->slot) return; /* watched already: its events are read at every wait */
+    if (l->nfds == l->fdcap && fds_reserve(l, 2 * l->fdcap) != 0)
+        abort(); /* out of memory: nothing sensible remains */
+    w->revents = 0;
+    l->fds[l->nfds++] = w;
+    w->slot = l->nfds;
+}
+
+void loop_unwatch_fd(struct loop *l, struct loop_fd *w)
+{
+    if (!w->slot) return;
+    size_t i = w->slot - 1;
+    struct loop_fd *last = l->fds[--l->nfds];
+    l->fds[i] = last;
+    last->slot = i + 1;
+    w->slot = 0;
+    w->revents = 0;
+}
+
+/* Calls ready() for each descriptor marked ready in this turn. A ready() may watch or unwatch
+ * descriptors (its own included), so the table is scanned afresh after each call. */
+static void report_fds(struct loop *l)
+{
+    for (size_t i = 0; i < l->nfds;) {
+        struct loop_fd *w = l->fds[i];
+        short r = w->revents;
+        if (!r) {
+            i++;
+            continue;
+        }
+        w->revents = 0;
+        w->ready(w, r);
+        i = 0;
+    }
+}
+
 /* ---- signals ---- */
 
 static void on_signal(int sig)
@@ -229,12 +302,42 @@ static void fire_timers(struct loop *l)
     }
 }
 
+/* Waits up to timeout ms for curl's sockets, the signal pipe or a watched descriptor, then marks
+ * each watched descriptor's readiness in its revents. */
+static void wait_for_events(struct loop *l, int timeout)
+{
+    struct pollfd *p = l->pollfds;
+    size_t n = 0;
+    if (signal_pipe[0] >= 0) p[n++] = (struct pollfd){signal_pipe[0], POLLIN, 0};
+    struct pollfd *watched = p + n;
+    for (size_t i = 0; i < l->nfds; i++)
+        p[n++] = (struct pollfd){l->fds[i]->fd, l->fds[i]->events, 0};
+    if (l->multi) {
+        struct curl_waitfd *c = l->waitfds;
+        for (size_t i = 0; i < n; i++)
+            c[i] = (struct curl_waitfd){p[i].fd,
+                                        (short)((p[i].events & POLLIN ? CURL_WAIT_POLLIN : 0) |
+                                                (p[i].events & POLLOUT ? CURL_WAIT_POLLOUT : 0)),
+                                        0};
+        curl_multi_poll(l->multi, c, (unsigned)n, timeout, NULL);
+        if (l->nfds && poll(watched, l->nfds, 0) <= 0) n = 0;
+    } else if (poll(p, n, timeout) <= 0) { /* no transfer yet: timers, signals, descriptors */
+        n = 0;
+    }
+    for (size_t i = 0; i < l->nfds; i++) { /* n == 0: nothing is ready (or poll failed) */
+        struct loop_fd *w = l->fds[i];
+        short r = n ? watched[i].revents : 0;
+        w->revents =
+            (short)((r & w->events) | (r & (POLLERR | POLLHUP | POLLNVAL) ? w->events : 0));
+    }
+}
+
 enum loop_status loop_run_until(struct loop *l, const int *flag)
 {
     for (;;) {
         run_jobs(l);
         if (*flag) return LOOP_FLAG;
-        if (!l->head && !l->ntimers && !l->running) return LOOP_IDLE;
+        if (!l->head && !l->ntimers && !l->running && !l->nfds) return LOOP_IDLE;
 
         int timeout = 0;
         if (!l->head) {
@@ -244,19 +347,14 @@ enum loop_status loop_run_until(struct loop *l, const int *flag)
                 timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
             }
         }
-        if (l->multi) {
-            struct curl_waitfd sigfd = {signal_pipe[0], CURL_WAIT_POLLIN, 0};
-            curl_multi_poll(l->multi, &sigfd, signal_pipe[0] >= 0 ? 1 : 0, timeout, NULL);
-        } else { /* no transfer yet: timers and signals only */
-            struct pollfd pfd = {signal_pipe[0], POLLIN, 0};
-            poll(&pfd, signal_pipe[0] >= 0 ? 1 : 0, timeout);
-        }
+        wait_for_events(l, timeout);
         if (read_signals(l)) return LOOP_SIGNAL;
         if (l->multi) {
             int running;
             curl_multi_perform(l->multi, &running);
             finish_transfers(l);
         }
+        report_fds(l);
         fire_timers(l);
     }
 }

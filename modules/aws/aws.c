@@ -452,10 +452,13 @@ static int aws_hmac_sha256(lua_State *L)
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* [-0, +1, m] Pushes the base64 of s[0..n) in alphabet abc, '='-padded
- * when pad. n is capped by the caller (MAX_CODEC). */
-static void push_base64(lua_State *L, const unsigned char *s, size_t n, const char *abc, int pad)
+/* [-0, +1, v] Pushes the base64 of the string argument 1 (at most
+ * MAX_CODEC bytes) in alphabet abc, '='-padded when pad; returns 1. */
+static int push_base64(lua_State *L, const char *abc, int pad)
 {
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_argcheck(L, n <= (size_t)MAX_CODEC, 1, "string longer than 64 MiB");
     luaL_Buffer b;
     char *o = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4), *p = o;
     size_t i = 0;
@@ -478,26 +481,19 @@ static void push_base64(lua_State *L, const unsigned char *s, size_t n, const ch
         if (pad) *p++ = '=';
     }
     luaL_pushresultsize(&b, (size_t)(p - o));
+    return 1;
 }
 
 /* _base64(s) -> standard base64 with '=' padding. */
 static int aws_base64(lua_State *L)
 {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    luaL_argcheck(L, n <= (size_t)MAX_CODEC, 1, "string longer than 64 MiB");
-    push_base64(L, (const unsigned char *)s, n, B64, 1);
-    return 1;
+    return push_base64(L, B64, 1);
 }
 
 /* _base64url(s) -> URL-alphabet base64 (- and _), no padding. */
 static int aws_base64url(lua_State *L)
 {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    luaL_argcheck(L, n <= (size_t)MAX_CODEC, 1, "string longer than 64 MiB");
-    push_base64(L, (const unsigned char *)s, n, B64URL, 0);
-    return 1;
+    return push_base64(L, B64URL, 0);
 }
 
 /* _base64_decode(s) -> bytes, or nil, err when s is not standard base64

@@ -42,18 +42,7 @@ local credentials = setmetatable({}, {__mode = "k"})
 ---------------------------------------------------------------------------
 -- Helpers
 
--- Raises "codepipeline.<fname>: msg" at the caller's line: the first stack
--- frame outside modules/codepipeline/.
-local function argerror(fname, msg)
-  local level = 2
-  while ((debug.getinfo(level, "S") or {}).source or ""):find("^@modules/codepipeline/") do level = level + 1 end
-  error(("codepipeline.%s: %s"):format(fname, msg), level)
-end
-
-local function value(v)
-  if v == json.null then return nil end
-  return v
-end
+local argerror, value, call = pipeline._argerror, pipeline._value, pipeline._call
 
 local function opt_string(fname, t, key, where)
   local v = t[key]
@@ -61,11 +50,6 @@ local function opt_string(fname, t, key, where)
     argerror(fname, ("%s'%s' must be a non-empty string"):format(where or "field ", key))
   end
   return v
-end
-
-local function call(op, params, opts, attempts)
-  return aws.call{service = "codepipeline", operation = op, params = params, region = opts and opts.region,
-                  max_attempts = attempts}
 end
 
 -- s cut to at most max bytes (so at most max characters) at a UTF-8
@@ -194,17 +178,20 @@ local function result(op, params, opts, id)
   error(err, 0)
 end
 
+-- opts.external_id, checked: nil, or 1 to 1500 characters.
+local function external_id(fname, opts)
+  local ext = opt_string(fname, opts, "external_id")
+  if ext and #ext > 1500 then argerror(fname, "field 'external_id' is longer than 1500 characters") end
+  return ext
+end
+
 local function execution_details(fname, opts)
   local d = {}
   if opts.summary ~= nil then
     if type(opts.summary) ~= "string" then argerror(fname, "field 'summary' must be a string") end
     if opts.summary ~= "" then d.summary = truncate(log.redact(opts.summary), M.max_summary) end
   end
-  local ext = opt_string(fname, opts, "external_id")
-  if ext then
-    if #ext > 1500 then argerror(fname, "field 'external_id' is longer than 1500 characters") end
-    d.externalExecutionId = ext
-  end
+  d.externalExecutionId = external_id(fname, opts)
   local pct = opts.percent_complete
   if pct ~= nil then
     if math.type(pct) ~= "integer" or pct < 0 or pct > 100 then
@@ -287,12 +274,8 @@ function M.fail(job, message, opts)
   end
   message = message ~= nil and tostring(message) or ""
   if message == "" then message = "failed (no message)" end
-  local details = {type = kind, message = truncate(log.redact(message), M.max_message)}
-  local ext = opt_string("fail", opts, "external_id")
-  if ext then
-    if #ext > 1500 then argerror("fail", "field 'external_id' is longer than 1500 characters") end
-    details.externalExecutionId = ext
-  end
+  local details = {type = kind, message = truncate(log.redact(message), M.max_message),
+                   externalExecutionId = external_id("fail", opts)}
   return result("PutJobFailureResult", {jobId = id, failureDetails = details}, opts, id)
 end
 

@@ -1,7 +1,8 @@
 -- pipeline.lua (module "codepipeline.pipeline"): pipeline control for the
 -- codepipeline module, which re-exports these functions: start an execution
 -- (with variables and an idempotency token), read one, wait for it to end,
--- and read a pipeline's state. Answers are plain snake_case tables.
+-- and read a pipeline's state. Answers are plain snake_case tables. Its
+-- argerror, value and call serve codepipeline.lua too (M._argerror, ...).
 local aws = require("aws")
 local errors = require("errors")
 local json = require("json")
@@ -23,6 +24,7 @@ local function argerror(fname, msg)
   error(("codepipeline.%s: %s"):format(fname, msg), level)
 end
 
+-- nil for an absent value or a JSON null.
 local function value(v)
   if v == json.null then return nil end
   return v
@@ -34,9 +36,13 @@ local function need_string(fname, args, key)
   return v
 end
 
-local function call(op, params, args)
-  return aws.call{service = "codepipeline", operation = op, params = params, region = args.region}
+-- A CodePipeline call in opts.region, with `attempts` tries when given.
+local function call(op, params, opts, attempts)
+  return aws.call{service = "codepipeline", operation = op, params = params, region = opts and opts.region,
+                  max_attempts = attempts}
 end
+
+M._argerror, M._value, M._call = argerror, value, call
 
 -- The StartPipelineExecution variable list of a name -> value map (sorted by
 -- name) or a list of {name, value}.

@@ -318,10 +318,12 @@ end
 ---------------------------------------------------------------------------
 -- Waits and the scan gate
 
--- Polls probe() every interval seconds until it returns a value; at the
--- deadline raises a "timeout" error naming what and the last status probe
--- reported (its second result).
-local function poll(what, timeout, interval, probe)
+-- Polls probe() every args.interval seconds until it returns a value; at the
+-- args.timeout deadline raises a "timeout" error naming what and the last
+-- status probe reported (its second result).
+local function poll(fname, args, what, probe)
+  local timeout = opt_number(fname, args, "timeout", M.default_timeout)
+  local interval = opt_number(fname, args, "interval", M.default_interval)
   local deadline = task.now() + timeout
   while true do
     local result, status = probe()
@@ -339,9 +341,7 @@ end
 function M.wait_image(args)
   repo_args("wait_image", args)
   local _, what = image_id("wait_image", args)
-  local timeout = opt_number("wait_image", args, "timeout", M.default_timeout)
-  local interval = opt_number("wait_image", args, "interval", M.default_interval)
-  return poll("image " .. what, timeout, interval, function()
+  return poll("wait_image", args, "image " .. what, function()
     local image = M.image(args)
     return image, "not found"
   end)
@@ -372,9 +372,7 @@ end
 function M.wait_scan(args)
   repo_args("wait_scan", args)
   local id, what = image_id("wait_scan", args)
-  local timeout = opt_number("wait_scan", args, "timeout", M.default_timeout)
-  local interval = opt_number("wait_scan", args, "interval", M.default_interval)
-  return poll("the scan of image " .. what, timeout, interval, function()
+  return poll("wait_scan", args, "the scan of image " .. what, function()
     local scan = scan_of(args, id)
     if SCAN_PENDING[scan.status] or scan.status == "NONE" then return nil, scan.status end
     return scan
@@ -463,33 +461,11 @@ function M.retag(args)
   return {digest = digest, tag = to, media_type = value(image.imageManifestMediaType), changed = true}
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64_VALUE = {}
-for i = 1, #B64 do B64_VALUE[B64:byte(i)] = i - 1 end
-
--- The bytes a standard (padded) base64 string encodes, or nil.
+-- The bytes a standard, padded base64 string encodes (whitespace ignored), or nil.
 local function base64_decode(s)
   s = s:gsub("%s", "")
   if #s % 4 ~= 0 then return nil end
-  local out = {}
-  for i = 1, #s, 4 do
-    local a, b, c, d = s:byte(i, i + 3)
-    local va, vb = B64_VALUE[a], B64_VALUE[b]
-    local vc, vd = B64_VALUE[c], B64_VALUE[d]
-    if not va or not vb then return nil end
-    local n = va << 18 | vb << 12 | (vc or 0) << 6 | (vd or 0)
-    if c == 61 then -- "=="
-      if d ~= 61 or i + 3 ~= #s then return nil end
-      out[#out + 1] = string.char(n >> 16)
-    elseif d == 61 then
-      if not vc or i + 3 ~= #s then return nil end
-      out[#out + 1] = string.char(n >> 16, n >> 8 & 255)
-    else
-      if not vc or not vd then return nil end
-      out[#out + 1] = string.char(n >> 16, n >> 8 & 255, n & 255)
-    end
-  end
-  return table.concat(out)
+  return (aws._base64_decode(s))
 end
 
 ---A registry login for docker: {username, password, endpoint, registry, expires_at}.

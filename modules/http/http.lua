@@ -1,6 +1,7 @@
 -- http.lua: the Lua half of the http module: requests with retries, the
 -- response table and the shorthands, over the native `_transfer` (http.c),
--- which performs one attempt on the host loop.
+-- which performs one attempt on the host loop; and `open`, a streamed
+-- response over the native `_open` (stream.c), never retried.
 --
 -- Retries: opt-in per call (`retries = n`), on by default (2) for GET, HEAD,
 -- PUT, DELETE and OPTIONS; on connection errors and on 429, 502, 503, 504;
@@ -9,8 +10,8 @@ local M = ...
 local errors = require("errors")
 local task = require("task")
 
-local transfer = M._transfer
-M._transfer = nil
+local transfer, open = M._transfer, M._open
+M._transfer, M._open = nil, nil
 
 M.default_retries = 2
 M.backoff_base = 0.2 -- seconds: the first retry waits up to this long
@@ -49,11 +50,12 @@ function M.backoff(attempt, after)
   return math.random() * math.min(M.backoff_cap, M.backoff_base * 2 ^ (attempt - 1))
 end
 
-local function check_request(req)
-  if type(req) ~= "table" then error("http.request: expected a table", 3) end
-  if type(req.url) ~= "string" then error("http.request: field 'url' must be a string", 3) end
+local function check_request(req, what)
+  what = what or "http.request"
+  if type(req) ~= "table" then error(what .. ": expected a table", 3) end
+  if type(req.url) ~= "string" then error(what .. ": field 'url' must be a string", 3) end
   local method = req.method or "GET"
-  if type(method) ~= "string" then error("http.request: field 'method' must be a string", 3) end
+  if type(method) ~= "string" then error(what .. ": field 'method' must be a string", 3) end
   local retries = req.retries
   if retries == nil then
     retries = IDEMPOTENT[method:upper()] and M.default_retries or 0
@@ -89,6 +91,16 @@ function M.request(req)
     end
     task.sleep(wait)
   end
+end
+
+---Starts a request and returns once the response headers are in: a stream
+---with `status`, `headers` and `buffered`, whose read() returns the body as
+---it arrives (nil at its end) and whose close() aborts the transfer. Same
+---request fields as http.request; no retries (the caller decides), and
+---`timeout` bounds the whole stream. Transport failures raise error objects.
+function M.open(req)
+  local method = check_request(req, "http.open")
+  return open(setmetatable({method = method}, {__index = req}))
 end
 
 -- A table body is sent as JSON.

@@ -24,33 +24,56 @@ Test endpoints (any method unless noted; counted in the statistics):
     /headers?Name=value&...       200 "ok" with those response headers (names may repeat)
     /json          (POST only)    200 {"received": <request body parsed as JSON>},
                                   400 {"error": ...} when the body is not JSON
+    /stream?chunks=N&size=S[&key=K][&interval_ms=M][&hold=1][&abort_after=A]
+                                  200 with a chunked body sent as N chunks of S bytes
+                                  (defaults 1 and 1024; N*S up to 512 MiB), each
+                                  flushed after waiting M ms; byte i of the body is
+                                  i % 256. hold=1 sends the headers, then waits for
+                                  POST /_release?key=K before the body (giving up
+                                  after the idle timeout, 120 s). abort_after=A
+                                  drops the connection after A chunks, with no end
+                                  chunk. Progress is logged under K (see /_streams).
+    /stream?lines=N[&split=1][...]
+                                  the same, with N lines of JSON as the body, one
+                                  per chunk: {"type":"ADDED","object":{"n":i}} for
+                                  i = 1..N, each ending in "\n"; split=1 sends every
+                                  line as two chunks, cut in its middle
     anything else                 404 {"error": ...}
 
 Control endpoints (paths starting with "/_"; never counted):
     GET  /_stats                  {"connections","requests","inflight","peak_inflight"}
     POST /_reset                  zero the counters and forget every /flaky key
     GET  /_attempts?key=K         {"count": N, "times": [monotonic seconds, ...]}
+    GET  /_streams?key=K          the last /stream under K: {"state", "sent",
+                                  "chunks", "blocked_for"}: state is "none",
+                                  "holding", "sending", "done", "aborted" or "closed"
+                                  (the client went away mid-body); sent counts body
+                                  bytes the socket accepted; blocked_for is how long
+                                  the current write has waited for the client (0
+                                  when none is waiting): the client's backpressure
+    POST /_release?key=K          let the /stream held under K send its body
 
 Invariants:
   - Every response carries Content-Length (except 204 and 304, which have no body,
-    and /drop, which sends nothing), so clients can always keep the connection.
+    /drop, which sends nothing, and /stream, which is chunked), so clients can
+    always keep the connection.
   - A request body is read to its end before the response is sent; when the
     framing cannot be trusted (bad Content-Length, bad chunking, body too large)
     the response says "Connection: close" and the connection is closed.
-  - Memory is bounded: kept request bodies, /flaky keys and attempt logs, and
-    concurrent connections all have caps (see the constants below); large
+  - A /stream notices a client that closes the connection while it waits
+    (interval, hold) on plain HTTP, and at its next write on TLS.
+  - Memory is bounded: kept request bodies, /flaky keys and attempt logs, /stream
+    keys, and
+    concurrent connections all have caps (the constants below, serving.py); large
     bodies are streamed in fixed-size chunks in both directions.
   - Nothing is logged per request unless --verbose.
 """
 
 import argparse
-import http.server
 import json
-import os
 import re
-import signal
+import select
 import socket
-import socketserver
 import ssl
 import sys
 import threading
@@ -58,17 +81,23 @@ import time
 import traceback
 from urllib.parse import parse_qsl, urlsplit
 
+sys.dont_write_bytecode = True  # leave no __pycache__ in the tree
+import serving  # noqa: E402
+
 MAX_BYTES = 512 * 1024 * 1024  # largest /bytes?n=
 MAX_DELAY_MS = 60_000  # largest /delay?ms=
 MAX_KEPT_BODY = 16 * 1024 * 1024  # largest request body held in memory (/echo, /json)
 MAX_FLAKY_KEYS = 10_000  # distinct /flaky keys between resets
 MAX_ATTEMPT_TIMES = 10_000  # timestamps kept per key; the count stays exact
 MAX_FLAKY_FAIL = 1_000_000  # largest /flaky?fail=
-MAX_CONNECTIONS = 1_000  # concurrent connections; accept waits beyond this
 MAX_LINE = 8192  # longest chunk-size or trailer line in a chunked body
 MAX_TRAILERS = 100  # most trailer lines after a chunked body
-IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle (or stall) before we close it
-CHUNK = 64 * 1024  # I/O unit for streaming bodies
+CHUNK = serving.WBUFSIZE  # I/O unit for streaming bodies
+MAX_STREAM_KEYS = 10_000  # distinct /stream keys between resets
+MAX_STREAM_CHUNK = 1024 * 1024  # largest /stream?size=
+MAX_STREAM_CHUNKS = 1_000_000  # largest /stream?chunks= and ?lines=
+STREAM_SNDBUF = 64 * 1024  # a /stream socket's send buffer: backpressure shows soon
+STREAM_BLOCKED = 0.05  # seconds a write must wait before blocked_for reports it
 
 # /bytes payload: byte i of the body is i % 256, so a client can check ordering.
 PATTERN = memoryview(bytes(range(256)) * (CHUNK // 256))
@@ -161,6 +190,81 @@ class Stats:
             return {"count": count, "times": list(times)}
 
 
+class StreamLog:
+    """Progress of /stream responses by key (the client's backpressure and closes
+    seen from the server); all access holds one lock. A record's "release" event
+    lets a held stream send its body; a release may come before the stream."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._records = {}  # key -> dict(state, sent, chunks, writing_since, release)
+
+    def start(self, key, state):
+        """A fresh record for a stream under `key` (keeping an early release), or
+        None when the key table is full."""
+        with self._lock:
+            old = self._records.get(key)
+            if old is None and len(self._records) >= MAX_STREAM_KEYS:
+                return None
+            release = old["release"] if old and old["state"] == "none" else threading.Event()
+            rec = {"state": state, "sent": 0, "chunks": 0, "writing_since": None, "release": release}
+            self._records[key] = rec
+            return rec
+
+    def update(self, rec, **fields):
+        with self._lock:
+            rec.update(fields)
+
+    def wrote(self, rec, n):
+        with self._lock:
+            rec["sent"] += n
+            rec["chunks"] += 1
+            rec["writing_since"] = None
+
+    def release(self, key):
+        """Returns False when the key table is full."""
+        with self._lock:
+            rec = self._records.get(key)
+            if rec is None:
+                if len(self._records) >= MAX_STREAM_KEYS:
+                    return False
+                rec = self._records[key] = {"state": "none", "sent": 0, "chunks": 0,
+                                            "writing_since": None, "release": threading.Event()}
+            rec["release"].set()
+            return True
+
+    def snapshot(self, key):
+        with self._lock:
+            rec = self._records.get(key)
+            if rec is None:
+                return {"state": "none", "sent": 0, "chunks": 0, "blocked_for": 0}
+            since = rec["writing_since"]
+            waited = time.monotonic() - since if since is not None else 0
+            return {"state": rec["state"], "sent": rec["sent"], "chunks": rec["chunks"],
+                    "blocked_for": waited if waited >= STREAM_BLOCKED else 0}
+
+    def reset(self):
+        with self._lock:
+            self._records.clear()
+
+
+def _pattern(offset, size):
+    """`size` bytes of the /bytes pattern (byte i is i % 256) from body offset `offset`."""
+    start = offset % 256
+    return (bytes(range(256)) * ((start + size + 255) // 256))[start : start + size]
+
+
+def _line_pieces(count, split):
+    """The chunks of a /stream?lines= body: one JSON line each, or its two halves."""
+    for i in range(1, count + 1):
+        line = json.dumps({"type": "ADDED", "object": {"n": i}}, separators=(",", ":")).encode() + b"\n"
+        if split:
+            yield line[: len(line) // 2]
+            yield line[len(line) // 2 :]
+        else:
+            yield line
+
+
 def _param(query, name, default=None):
     """The last value of `name` in the parsed query, or `default`."""
     value = default
@@ -198,40 +302,15 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    """One instance per connection; handle_one_request() runs once per request."""
+class Handler(serving.Handler):
+    """One instance per connection; every method goes to _dispatch, and routes
+    check methods themselves."""
 
-    protocol_version = "HTTP/1.1"
     server_version = "ferry-httpd/1"
-    timeout = IDLE_TIMEOUT
-    disable_nagle_algorithm = True
-    # A buffered writer coalesces headers and small bodies into one send; the
-    # base class flushes it after every request.
-    wbufsize = CHUNK
-
-    def version_string(self):
-        return self.server_version  # no Python version in the Server header
 
     def setup(self):
         super().setup()
         self._conn_generation = None  # Stats generation this connection was counted in
-
-    # Every method goes through one dispatcher; routes check methods themselves.
-    def do_GET(self):
-        self._dispatch()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    def handle_expect_100(self):
-        # The base class only writes "100 Continue" into our buffered writer;
-        # flush it so the client sends the body now instead of after a timeout.
-        ok = super().handle_expect_100()
-        self.wfile.flush()
-        return ok
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
 
     # -- dispatch -----------------------------------------------------------
 
@@ -447,6 +526,80 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(400, f"bad JSON: {e}") from None
         self._json(200, {"received": parsed})
 
+    def _stream(self, query, body):
+        key = _param(query, "key", "default")
+        lines = _int_param(query, "lines", 0, 0, MAX_STREAM_CHUNKS) if _param(query, "lines") is not None else None
+        count = _int_param(query, "chunks", 1, 0, MAX_STREAM_CHUNKS)
+        size = _int_param(query, "size", 1024, 1, MAX_STREAM_CHUNK)
+        if lines is None and count * size > MAX_BYTES:
+            raise HttpError(400, f"chunks*size must be at most {MAX_BYTES}")
+        interval = _int_param(query, "interval_ms", 0, 0, MAX_DELAY_MS) / 1000
+        hold = _param(query, "hold") == "1"
+        split = _param(query, "split") == "1"
+        abort_after = _int_param(query, "abort_after", MAX_STREAM_CHUNKS + 1, 0, MAX_STREAM_CHUNKS)
+        log = self.server.streams
+        rec = log.start(key, "holding" if hold else "sending")
+        if rec is None:
+            raise HttpError(507, f"over {MAX_STREAM_KEYS} stream keys; POST /_reset")
+
+        if lines is None:
+            pieces = (_pattern(i * size, size) for i in range(count))
+        else:
+            pieces = _line_pieces(lines, split)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json" if lines is not None else "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        self._responded = True
+        if self.command == "HEAD":
+            log.update(rec, state="done")
+            return
+        try:
+            if hold:
+                if not self._stream_wait(serving.IDLE_TIMEOUT, rec["release"]):
+                    raise ConnectionError("client went away while held")
+                log.update(rec, state="sending")
+            for n, piece in enumerate(pieces):
+                if n == abort_after:
+                    log.update(rec, state="aborted")
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if interval and not self._stream_wait(interval):
+                    raise ConnectionError("client went away between chunks")
+                log.update(rec, writing_since=time.monotonic())
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                log.wrote(rec, len(piece))
+            log.update(rec, state="done")  # before the client can see the end
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            log.update(rec, state="closed", writing_since=None)
+            raise
+
+    def _stream_wait(self, seconds, release=None):
+        """Wait `seconds`, or until `release` is set when given, watching for the
+        client closing the connection (plain HTTP only). False when it did, or when
+        the release never came."""
+        end = time.monotonic() + seconds
+        sock = self.connection
+        plain = not isinstance(sock, ssl.SSLSocket)
+        while release is None or not release.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return release is None
+            step = min(left, 0.05)
+            if plain and select.select([sock], [], [], step)[0]:
+                if not sock.recv(1, socket.MSG_PEEK):
+                    return False  # end of file: the client closed
+                time.sleep(step)  # unexpected bytes (a pipelined request): leave them
+            elif not plain:
+                time.sleep(step)
+        return True
+
     def _not_found(self, query, body):
         raise HttpError(404, f"no such endpoint: {self._path}")
 
@@ -459,11 +612,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _reset(self, query, body):
         self._require_method("POST")
         self.server.stats.reset()
+        self.server.streams.reset()
         self._json(200, {"ok": True})
 
     def _attempts(self, query, body):
         self._require_method("GET", "HEAD")
         self._json(200, self.server.stats.attempts(_param(query, "key", "default")))
+
+    def _streams(self, query, body):
+        self._require_method("GET", "HEAD")
+        self._json(200, self.server.streams.snapshot(_param(query, "key", "default")))
+
+    def _release(self, query, body):
+        self._require_method("POST")
+        if not self.server.streams.release(_param(query, "key", "default")):
+            raise HttpError(507, f"over {MAX_STREAM_KEYS} stream keys; POST /_reset")
+        self._json(200, {"ok": True})
 
 
 # path -> (method, keep the request body in memory?)
@@ -476,53 +640,34 @@ TEST_ROUTES = {
     "/drop": (Handler._drop, False),
     "/headers": (Handler._headers, False),
     "/json": (Handler._json_echo, True),
+    "/stream": (Handler._stream, False),
 }
 CONTROL_ROUTES = {
     "/_stats": (Handler._stats, False),
     "/_reset": (Handler._reset, False),
     "/_attempts": (Handler._attempts, False),
+    "/_streams": (Handler._streams, False),
+    "/_release": (Handler._release, False),
 }
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class Server(serving.Server):
     """Threaded server; with a TLS context, each connection's handshake runs in
     its own thread so a slow or failing client never blocks accept()."""
 
-    daemon_threads = True  # connection threads never keep the process alive
-    request_queue_size = 1024  # listen backlog, for benchmarks that open many at once
+    name = "httpd"
 
     def __init__(self, address, tls_context=None, verbose=False):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.stats = Stats()
+        self.streams = StreamLog()
         self.tls_context = tls_context
-        self.verbose = verbose
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, Handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request, client_address):
-        self._slots.acquire()  # at most MAX_CONNECTIONS threads; backlog holds the rest
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+        super().__init__(address, Handler, verbose)
 
     def finish_request(self, request, client_address):
         if self.tls_context is None:
             super().finish_request(request, client_address)
             return
-        request.settimeout(IDLE_TIMEOUT)  # bounds the handshake too
+        request.settimeout(serving.IDLE_TIMEOUT)  # bounds the handshake too
         try:
             conn = self.tls_context.wrap_socket(request, server_side=True)
         except OSError as e:  # includes ssl.SSLError: bad client, unknown CA, ...
@@ -539,30 +684,6 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             except OSError:
                 pass
             conn.close()
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # client resets, timeouts, TLS errors: routine
-            if self.verbose:
-                sys.stderr.write(f"httpd: connection from {client_address[0]}: {exc}\n")
-            return
-        super().handle_error(request, client_address)
-
-
-class Terminated(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave serve_forever()."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-def write_port_file(path, port):
-    """Write `port` to `path` atomically, so a reader never sees a partial file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
 
 
 def parse_args(argv):
@@ -587,23 +708,11 @@ def main(argv=None):
             tls_context.verify_mode = ssl.CERT_REQUIRED
             tls_context.load_verify_locations(args.client_ca)
 
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    serving.stop_on_signals()
     server = Server((args.host, args.port), tls_context, args.verbose)
-    try:
-        port = server.server_address[1]
-        if args.port_file:
-            write_port_file(args.port_file, port)
-        scheme = "https" if tls_context else "http"
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        sys.stderr.write(f"httpd: listening on {scheme}://{host}:{port}\n")
-        sys.stderr.flush()
-        server.serve_forever()
-    except Terminated:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    scheme = "https" if tls_context else "http"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    return serving.serve(server, args.port_file, lambda port: f"httpd: listening on {scheme}://{host}:{port}")
 
 
 if __name__ == "__main__":

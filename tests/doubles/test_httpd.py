@@ -292,6 +292,97 @@ def unknown_path_is_404_json():
     check(status == 404 and "error" in doc, f"{status} {doc}")
 
 
+def stream_log(key):
+    return get_json(f"/_streams?key={key}")[1]
+
+
+def raw_get(path):
+    """A socket that has sent GET `path` and read the response head; returns
+    (socket, head bytes, body bytes read past the head)."""
+    s = socket.create_connection(("127.0.0.1", plain.port), timeout=DEADLINE)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        check(chunk, "connection closed before the response head")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return s, head, rest
+
+
+@test
+def stream_sends_chunks_and_logs_progress():
+    reset()
+    status, headers, body = request("GET", "/stream?key=s1&chunks=3&size=300")
+    check(status == 200 and headers["Transfer-Encoding"] == "chunked", f"{status} {headers}")
+    check(body == bytes(i % 256 for i in range(900)), "wrong body")
+    log = stream_log("s1")
+    check(log == {"state": "done", "sent": 900, "chunks": 3, "blocked_for": 0}, f"{log}")
+    check(stream_log("unknown")["state"] == "none", "unknown key has a state")
+    status, _, body = request("GET", "/stream?lines=3&split=1")
+    lines = [json.loads(line) for line in body.decode().splitlines()]
+    check(lines == [{"type": "ADDED", "object": {"n": n}} for n in (1, 2, 3)], f"{lines}")
+    reset()
+    check(stream_log("s1")["state"] == "none", "reset kept stream logs")
+
+
+@test
+def stream_holds_its_body_until_released():
+    reset()
+    s, head, rest = raw_get("/stream?key=held&hold=1&chunks=1&size=5")
+    try:
+        check(head.startswith(b"HTTP/1.1 200") and rest == b"", f"{head!r} {rest!r}")
+        check(stream_log("held")["state"] == "holding", "not holding")
+        status, _ = get_json("/_release?key=held", method="POST")
+        check(status == 200, f"/_release answered {status}")
+        data = rest
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(4096)
+            check(chunk, "connection closed mid-body")
+            data += chunk
+        check(data == b"5\r\n\x00\x01\x02\x03\x04\r\n0\r\n\r\n", f"{data!r}")
+    finally:
+        s.close()
+    check(stream_log("held")["state"] == "done", "not done")
+
+
+@test
+def stream_notices_the_client_closing_and_backpressure():
+    reset()
+    s, _, _ = raw_get("/stream?key=gone&chunks=1000&size=10&interval_ms=20")
+    s.close()
+    wait_for(lambda: stream_log("gone")["state"] == "closed", "the close to be noticed")
+    # A client that reads nothing: the server's write ends up waiting for it.
+    s, _, _ = raw_get("/stream?key=full&chunks=1024&size=65536")
+    try:
+        def blocked():
+            log = stream_log("full")
+            return log if log["blocked_for"] > 0 else None
+
+        log = wait_for(blocked, "a blocked write")
+        check(log["state"] == "sending" and log["sent"] < 32 * 1024 * 1024, f"{log}")
+    finally:
+        s.close()
+    wait_for(lambda: stream_log("full")["state"] == "closed", "the close to be noticed")
+
+
+@test
+def stream_abort_after_cuts_the_body():
+    try:
+        request("GET", "/stream?chunks=5&size=10&abort_after=2")
+    except http.client.IncompleteRead as e:
+        check(e.partial == bytes(range(20)), f"partial {e.partial!r}")
+        return
+    raise AssertionError("an aborted stream read to its end")
+
+
+@test
+def stream_limits_are_enforced():
+    for path in ("/stream?chunks=1000&size=1048576", "/stream?size=0", "/stream?lines=-1"):
+        status, _, _ = request("GET", path)
+        check(status == 400, f"{path} answered {status}")
+
+
 @test
 def certificates_verify_against_the_test_ca():
     def verify(*args):

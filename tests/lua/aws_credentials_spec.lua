@@ -6,14 +6,14 @@
 -- runs `ferry -e` with a controlled environment to prove the public API reads
 -- the real one.
 local aws = require("aws")
+local aws_support = require("aws_support")
 local errors = require("errors")
-local http = require("http")
 local ini = require("aws.ini")
 local json = require("json")
 local log = require("log")
 local support = require("support")
 
-local AWS = assert(os.getenv("FERRY_TEST_AWS"), "FERRY_TEST_AWS is not set: run the specs with `bash tests/run`")
+local AWS = aws_support.url
 local IMDS = os.getenv("FERRY_TEST_IMDS") or AWS
 local PLAIN_HTTP = os.getenv("FERRY_TEST_HTTP")
 local STS_URL = os.getenv("AWS_ENDPOINT_URL_STS") or os.getenv("AWS_ENDPOINT_URL") or AWS
@@ -24,20 +24,7 @@ local ROLE = "arn:aws:iam::123456789012:role/"
 
 -- ---- helpers ----
 
--- A control request to the double; returns the decoded answer.
-local function control(method, path, body)
-  local res = http.request{method = method, url = AWS .. "/_ferry/" .. path, retries = 0,
-                           headers = body and {["Content-Type"] = "application/json"} or nil,
-                           body = body and json.encode(body) or nil}
-  assert(res.status == 200, ("control %s %s: HTTP %d %s"):format(method, path, res.status, res.body))
-  return json.decode(res.body)
-end
-
--- The double's call log, optionally only one service's calls.
-local function calls(service)
-  local list = control("GET", "calls" .. (service and ("?service=" .. service) or "")).calls
-  return list
-end
+local control, calls, fault = aws_support.control, aws_support.calls, aws_support.fault
 
 local function operations(list)
   local out = {}
@@ -45,10 +32,8 @@ local function operations(list)
   return out
 end
 
-local function closed_port_url()
-  -- a port nobody listens on: bind-and-close is racy, the discard port is not served here
-  return "http://127.0.0.1:9"
-end
+-- a port nobody listens on: bind-and-close is racy, the discard port is not served here
+local CLOSED_PORT_URL = "http://127.0.0.1:9"
 
 describe("aws credentials", function()
   local tmp, home
@@ -346,7 +331,7 @@ describe("aws credentials", function()
 
     it("lists every source it tried, and why each did not apply, when nothing is found", function()
       local err = support.raised(function()
-        return chain{AWS_EC2_METADATA_DISABLED = false, AWS_EC2_METADATA_SERVICE_ENDPOINT = closed_port_url()}:get()
+        return chain{AWS_EC2_METADATA_DISABLED = false, AWS_EC2_METADATA_SERVICE_ENDPOINT = CLOSED_PORT_URL}:get()
       end)
       assert.is_true(errors.is(err, "no_credentials"))
       local m = err.message
@@ -420,18 +405,17 @@ describe("aws credentials", function()
     end)
 
     it("fetches new credentials when a service says they expired", function()
-      local vars = {"-i", "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. home,
-                    "AWS_REGION=eu-west-1", "AWS_EC2_METADATA_DISABLED=true",
+      local vars = {"AWS_REGION=eu-west-1", "AWS_EC2_METADATA_DISABLED=true",
                     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/creds/long-build",
                     "FERRY_CONTAINER_CREDENTIALS_HOST=" .. AWS,
                     "AWS_ENDPOINT_URL=" .. (os.getenv("AWS_ENDPOINT_URL") or AWS),
                     "AWS_ENDPOINT_URL_STS=" .. STS_URL}
-      control("POST", "faults", {service = "sts", kind = "expire_credentials", count = 1, skip = 1})
-      local r = support.run_ferry(tmp, {"-e", [[
+      fault{service = "sts", kind = "expire_credentials", count = 1, skip = 1}
+      local r = aws_support.ferry_e(tmp, home, [[
         local aws = require("aws")
         local a = aws.call{service = "sts", operation = "GetCallerIdentity"}
         local b = aws.call{service = "sts", operation = "GetCallerIdentity"}
-        print(a.Account, b.Account)]]}, vars)
+        print(a.Account, b.Account)]], vars)
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("123456789012\t123456789012\n", r.stdout)
       assert.are.equal(2, #calls("container"))
@@ -445,7 +429,7 @@ describe("aws credentials", function()
       control("POST", "credentials", {provider = {duration_seconds = 200}})
       local ch = container_chain()
       local a = ch:get()
-      control("POST", "faults", {service = "container", kind = "throttle", count = -1})
+      fault{service = "container", kind = "throttle", count = -1}
       local level = log.level()
       log.level("error") -- the warning about the failed refresh is expected
       local ok, b = pcall(ch.get, ch)
@@ -457,34 +441,25 @@ describe("aws credentials", function()
   end)
 
   describe("the public API", function()
-    local BASE_ENV
+    local NO_IMDS = {"AWS_EC2_METADATA_DISABLED=true"}
+    local PROCESS_KEYS = {"AWS_EC2_METADATA_DISABLED=true", "AWS_ACCESS_KEY_ID=AKIDPROC",
+                          "AWS_SECRET_ACCESS_KEY=procsecret"}
 
-    -- `ferry -e CODE` with only the given environment (plus PATH)
+    -- `ferry -e CODE` with only the given environment (plus PATH and HOME)
     local function ferry_e(code, vars)
-      local args = {"-i", "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. home}
-      for _, kv in ipairs(vars or {}) do args[#args + 1] = kv end
-      return support.run_ferry(tmp, {"-e", code}, args)
+      return aws_support.ferry_e(tmp, home, code, vars)
     end
 
-    before_each(function()
-      BASE_ENV = {"AWS_EC2_METADATA_DISABLED=true"}
-    end)
-
     it("aws.credentials() reads the process environment", function()
-      local vars = {table.unpack(BASE_ENV)}
-      vars[#vars + 1] = "AWS_ACCESS_KEY_ID=AKIDPROC"
-      vars[#vars + 1] = "AWS_SECRET_ACCESS_KEY=procsecret"
-      local r = ferry_e('local c = require("aws").credentials() print(c.access_key_id, c.source)', vars)
+      local r = ferry_e('local c = require("aws").credentials() print(c.access_key_id, c.source)', PROCESS_KEYS)
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("AKIDPROC\tenvironment\n", r.stdout)
     end)
 
     it("aws.credentials{profile = ...} reads that profile of the shared files", function()
       write_aws("credentials", "[ci]\naws_access_key_id = AKIDCI\naws_secret_access_key = cisecret\n")
-      local vars = {table.unpack(BASE_ENV)}
-      vars[#vars + 1] = "AWS_ACCESS_KEY_ID=AKIDPROC"
-      vars[#vars + 1] = "AWS_SECRET_ACCESS_KEY=procsecret"
-      local r = ferry_e('local c = require("aws").credentials{profile = "ci"} print(c.access_key_id, c.source)', vars)
+      local r = ferry_e('local c = require("aws").credentials{profile = "ci"} print(c.access_key_id, c.source)',
+                        PROCESS_KEYS)
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("AKIDCI\tprofile:ci\n", r.stdout)
     end)
@@ -498,7 +473,7 @@ describe("aws credentials", function()
     end)
 
     it("fails with the list of sources when the process has no credentials", function()
-      local r = ferry_e('require("aws").credentials()', BASE_ENV)
+      local r = ferry_e('require("aws").credentials()', NO_IMDS)
       assert.are_not.equal(0, r.code)
       assert.matches("no AWS credentials found; tried:", r.stderr)
       assert.matches("AWS_EC2_METADATA_DISABLED is true", r.stderr)

@@ -3,38 +3,22 @@
 -- parsing, standard retries, the retry quota and clock-skew correction
 -- (attempts counted in the double's call log, never timed), SSM parameters
 -- kept secret, and EKS tokens the double's STS accepts. The credentials come
--- from the environment tests/doubles/start exports (the double's test key).
+-- from the environment tests/doubles/start exports (the double's test key),
+-- which `ferry` subprocesses inherit along with its endpoints and region.
 local aws = require("aws")
+local aws_support = require("aws_support")
 local errors = require("errors")
 local http = require("http")
 local json = require("json")
 local log = require("log")
 local support = require("support")
 
-local AWS = assert(os.getenv("FERRY_TEST_AWS"), "FERRY_TEST_AWS is not set: run the specs with `bash tests/run`")
 local REGION = os.getenv("AWS_REGION") or "eu-west-1"
 local ACCOUNT = "123456789012"
 
 -- ---- helpers ----
 
-local function control(method, path, body)
-  local res = http.request{method = method, url = AWS .. "/_ferry/" .. path, retries = 0,
-                           headers = body and {["Content-Type"] = "application/json"} or nil,
-                           body = body and json.encode(body) or nil}
-  assert(res.status == 200, ("control %s %s: HTTP %d %s"):format(method, path, res.status, res.body))
-  return json.decode(res.body)
-end
-
-local function calls(service, operation)
-  local q = {}
-  if service then q[#q + 1] = "service=" .. service end
-  if operation then q[#q + 1] = "operation=" .. operation end
-  return control("GET", "calls" .. (#q > 0 and "?" .. table.concat(q, "&") or "")).calls
-end
-
-local function fault(spec)
-  control("POST", "faults", spec)
-end
+local control, calls, fault = aws_support.control, aws_support.calls, aws_support.fault
 
 local function seed_parameter(name, value, type_)
   control("POST", "ssm", {parameters = {{name = name, value = value, type = type_ or "String"}}})
@@ -88,9 +72,7 @@ describe("aws", function()
   describe("endpoint", function()
     -- `ferry -e CODE` with only the given environment
     local function ferry_e(code, vars)
-      local args = {"-i", "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. tmp}
-      for _, kv in ipairs(vars or {}) do args[#args + 1] = kv end
-      local r = support.run_ferry(tmp, {"-e", code}, args)
+      local r = aws_support.ferry_e(tmp, tmp, code, vars)
       assert.are.equal(0, r.code, r.stderr)
       return r.stdout
     end
@@ -235,14 +217,9 @@ describe("aws", function()
 
     it("takes the default max_attempts from AWS_MAX_ATTEMPTS", function()
       fault{service = "sts", kind = "throttle", count = -1}
-      local vars = {"AWS_MAX_ATTEMPTS=4"}
-      for _, k in ipairs({"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                          "AWS_REGION"}) do
-        if os.getenv(k) then vars[#vars + 1] = k .. "=" .. os.getenv(k) end
-      end
       local r = support.run_ferry(tmp, {"-e", [[
         local ok, err = pcall(require("aws").call, {service = "sts", operation = "GetCallerIdentity"})
-        print(ok, err.code, err.attempts)]]}, vars)
+        print(ok, err.code, err.attempts)]]}, {"AWS_MAX_ATTEMPTS=4"})
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("false\tThrottling\t4\n", r.stdout)
       assert.are.equal(4, #calls("sts"))
@@ -332,16 +309,11 @@ describe("aws", function()
     it("never prints a SecureString in a script's log output", function()
       local secret = "tok-" .. tostring(os.time()) .. "-zzq"
       seed_parameter("/printed", secret, "SecureString")
-      local vars = {}
-      for _, k in ipairs({"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                          "AWS_REGION"}) do
-        if os.getenv(k) then vars[#vars + 1] = k .. "=" .. os.getenv(k) end
-      end
       local r = support.run_ferry(tmp, {"-e", [[
         local aws, log = require("aws"), require("log")
         local v = aws.ssm_parameter("/printed")
         log.info("the value is %s", v)
-        error("failed with " .. v)]]}, vars)
+        error("failed with " .. v)]]})
       assert.are_not.equal(0, r.code)
       assert.is_falsy(support.contains(r.stderr, secret), r.stderr)
       assert.matches("the value is", r.stderr)
@@ -429,22 +401,13 @@ describe("aws", function()
       assert.are.equal("client.authentication.k8s.io/v1", doc.apiVersion)
       local vars = {"KUBERNETES_EXEC_INFO={\"kind\":\"ExecCredential\",\"apiVersion\":"
                     .. "\"client.authentication.k8s.io/v1\",\"spec\":{\"interactive\":false}}"}
-      for _, k in ipairs({"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                          "AWS_REGION"}) do
-        if os.getenv(k) then vars[#vars + 1] = k .. "=" .. os.getenv(k) end
-      end
       local r = support.run_ferry(tmp, {"-e", 'print(require("aws").exec_credential{cluster = "c"})'}, vars)
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("client.authentication.k8s.io/v1", json.decode(r.stdout).apiVersion)
     end)
 
     it("is what `ferry eks-token --cluster NAME` prints", function()
-      local vars = {}
-      for _, k in ipairs({"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                          "AWS_REGION"}) do
-        if os.getenv(k) then vars[#vars + 1] = k .. "=" .. os.getenv(k) end
-      end
-      local r = support.run_ferry(tmp, {"eks-token", "--cluster", "staging"}, vars)
+      local r = support.run_ferry(tmp, {"eks-token", "--cluster", "staging"})
       assert.are.equal(0, r.code, r.stderr)
       local doc = json.decode(r.stdout)
       assert.are.equal("ExecCredential", doc.kind)

@@ -5,9 +5,9 @@
 -- from the double's S3 signed with the job's own credentials, the custom
 -- action worker, and pipeline executions.
 local aws = require("aws")
+local aws_support = require("aws_support")
 local codepipeline = require("codepipeline")
 local errors = require("errors")
-local http = require("http")
 local json = require("json")
 local log = require("log")
 local support = require("support")
@@ -83,20 +83,10 @@ local EVENT = [[{
 
 local CUSTOM = {category = "Test", owner = "Custom", provider = "FerryVerify", version = "1"}
 
-local function ctl(method, path, body)
-  local res = http.request{method = method, url = os.getenv("FERRY_TEST_AWS") .. "/_ferry/" .. path,
-                           headers = {["Content-Type"] = "application/json"},
-                           body = body and json.encode(body) or nil, retries = 0}
-  assert(res.status == 200, ("%s %s: HTTP %d %s"):format(method, path, res.status, res.body))
-  return json.decode(res.body)
-end
-
-local function calls(service, operation)
-  return ctl("GET", ("calls?service=%s%s"):format(service, operation and "&operation=" .. operation or "")).calls
-end
+local control, calls, fault = aws_support.control, aws_support.calls, aws_support.fault
 
 local function results()
-  return ctl("GET", "codepipeline/results").results
+  return control("GET", "codepipeline/results").results
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -118,14 +108,14 @@ end
 local function lambda_job(data, extra)
   local spec = {data = data or {actionConfiguration = {configuration = {FunctionName = "ferry"}}}}
   for k, v in pairs(extra or {}) do spec[k] = v end
-  local id = ctl("POST", "codepipeline/seed", {jobs = {spec}}).jobs[1].id
-  return ctl("POST", "codepipeline/lambda-event", {jobId = id}).event
+  local id = control("POST", "codepipeline/seed", {jobs = {spec}}).jobs[1].id
+  return control("POST", "codepipeline/lambda-event", {jobId = id}).event
 end
 
 describe("codepipeline", function()
   local scale
   before_each(function()
-    ctl("POST", "reset")
+    control("POST", "reset")
     scale = aws._retry.scale
     aws._retry.scale = 0.01 -- the same retries, with backoff sleeps a hundredth as long
   end)
@@ -210,7 +200,7 @@ describe("codepipeline", function()
     assert.equal("success", r[1].kind)
     assert.same({image = "app@sha256:abc", replicas = "3", ok = "true"}, r[1].outputVariables)
     assert.same({summary = "staging verified", externalExecutionId = "run-42"}, r[1].executionDetails)
-    assert.equal("Succeeded", ctl("GET", "codepipeline/jobs/" .. job.id).status)
+    assert.equal("Succeeded", control("GET", "codepipeline/jobs/" .. job.id).status)
   end)
 
   it("truncates a long summary to 2048 bytes with a note", function()
@@ -232,7 +222,7 @@ describe("codepipeline", function()
     assert.is_true(#r.failureDetails.message <= 5000)
     assert.matches("^xxxx", r.failureDetails.message)
     assert.matches("truncated: %d+ of 7000 bytes not shown%]$", r.failureDetails.message)
-    assert.equal("Failed", ctl("GET", "codepipeline/jobs/" .. job.id).status)
+    assert.equal("Failed", control("GET", "codepipeline/jobs/" .. job.id).status)
   end)
 
   it("masks secrets in a failure message and prints error objects", function()
@@ -253,7 +243,8 @@ describe("codepipeline", function()
     assert.equal("snapshot-3f2a", r.continuationToken)
     assert.is_nil(r.outputVariables)
     assert.equal("waiting for the snapshot", r.executionDetails.summary)
-    local next_job = codepipeline.job_from_event(ctl("POST", "codepipeline/lambda-event", {jobId = r.newJobId}).event)
+    local next_event = control("POST", "codepipeline/lambda-event", {jobId = r.newJobId}).event
+    local next_job = codepipeline.job_from_event(next_event)
     assert.are_not.equal(job.id, next_job.id)
     assert.equal("snapshot-3f2a", next_job.continuation_token)
     codepipeline.succeed(next_job, {outputs = {done = "yes"}})
@@ -285,13 +276,13 @@ describe("codepipeline", function()
 
   it("retries a throttled result more times than other calls", function()
     local job = codepipeline.job_from_event(lambda_job())
-    ctl("POST", "faults", {service = "codepipeline", operation = "PutJobSuccessResult", kind = "throttle", count = 5})
+    fault{service = "codepipeline", operation = "PutJobSuccessResult", kind = "throttle", count = 5}
     assert.is_true(codepipeline.succeed(job, {summary = "after throttling"}))
     local log_ = calls("codepipeline", "PutJobSuccessResult")
     assert.equal(6, #log_) -- 5 throttled, then recorded: more than the default 3 attempts
     for i = 1, 5 do assert.equal("ThrottlingException", log_[i].error) end
     assert.equal(1, #results())
-    ctl("POST", "faults", {service = "codepipeline", operation = "PutJobFailureResult", kind = "error500", count = 3})
+    fault{service = "codepipeline", operation = "PutJobFailureResult", kind = "error500", count = 3}
     local job2 = codepipeline.job_from_event(lambda_job())
     assert.is_true(codepipeline.fail(job2, "broken"))
     assert.equal(4, #calls("codepipeline", "PutJobFailureResult"))
@@ -299,7 +290,7 @@ describe("codepipeline", function()
 
   it("gives up on a throttled result after result_attempts", function()
     local job = codepipeline.job_from_event(lambda_job())
-    ctl("POST", "faults", {service = "codepipeline", operation = "PutJobSuccessResult", kind = "throttle", count = -1})
+    fault{service = "codepipeline", operation = "PutJobSuccessResult", kind = "throttle", count = -1}
     local err = support.raised(codepipeline.succeed, job)
     assert.is_true(errors.is(err, "ThrottlingException"))
     assert.equal(codepipeline.result_attempts, #calls("codepipeline", "PutJobSuccessResult"))
@@ -336,11 +327,11 @@ describe("codepipeline", function()
   end)
 
   it("reads an input artifact from S3 with the job's own credentials", function()
-    local issued = ctl("POST", "credentials", {issue = true}).issued
+    local issued = control("POST", "credentials", {issue = true}).issued
     local files = {["build.json"] = '{"image":"123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v7"}',
                    ["manifests/app.yaml"] = "kind: Deployment\n"}
-    ctl("POST", "s3", {bucket = "codepipeline-eu-west-1-42", key = "ferry/BuildArtif/k+y 1.zip",
-                       body = base64(zip.write(files))})
+    control("POST", "s3", {bucket = "codepipeline-eu-west-1-42", key = "ferry/BuildArtif/k+y 1.zip",
+                           body = base64(zip.write(files))})
     local event = lambda_job({
       actionConfiguration = {configuration = {FunctionName = "ferry"}},
       inputArtifacts = {{name = "BuildArtifact", location = {type = "S3", s3Location = {
@@ -360,8 +351,8 @@ describe("codepipeline", function()
   end)
 
   it("raises a clear error, without the credentials, when the artifact cannot be read", function()
-    local issued = ctl("POST", "credentials", {issue = true}).issued
-    ctl("POST", "s3", {bucket = "bkt", key = "not-a-zip", body = base64("plain text")})
+    local issued = control("POST", "credentials", {issue = true}).issued
+    control("POST", "s3", {bucket = "bkt", key = "not-a-zip", body = base64("plain text")})
     local function job_for(key, secret)
       return codepipeline.job_from_event(lambda_job({
         actionConfiguration = {configuration = {}},
@@ -388,7 +379,7 @@ describe("codepipeline", function()
   end)
 
   it("polls custom action jobs and acknowledges one; a stale nonce loses the race", function()
-    ctl("POST", "codepipeline/seed", {actionTypes = {CUSTOM}, jobs = {
+    control("POST", "codepipeline/seed", {actionTypes = {CUSTOM}, jobs = {
       {actionTypeId = CUSTOM, pipelineName = "ferry-demo", stageName = "Test", actionName = "Verify",
        data = {actionConfiguration = {configuration = {Script = "verify.lua"}}}}}})
     local got = {}
@@ -418,8 +409,8 @@ describe("codepipeline", function()
   end)
 
   it("starts an execution idempotently and reads it", function()
-    ctl("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", executionPolls = 1,
-                                                    executionResult = "Succeeded"}}})
+    control("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", executionPolls = 1,
+                                                        executionResult = "Succeeded"}}})
     local id = codepipeline.start{pipeline = "ferry-demo", variables = {image = "app:v1", replicas = 2},
                                   client_request_token = "run-1234"}
     assert.is_string(id)
@@ -436,8 +427,8 @@ describe("codepipeline", function()
   end)
 
   it("waits for an execution to finish", function()
-    ctl("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", executionPolls = 3,
-                                                    executionResult = "Failed"}}})
+    control("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", executionPolls = 3,
+                                                        executionResult = "Failed"}}})
     local id = codepipeline.start{pipeline = "ferry-demo"}
     local e = codepipeline.wait_execution{pipeline = "ferry-demo", id = id, timeout = 20, interval = 0.02}
     assert.equal("Failed", e.status)
@@ -445,7 +436,7 @@ describe("codepipeline", function()
   end)
 
   it("times out waiting for an execution, naming it and its last status", function()
-    ctl("POST", "codepipeline/seed", {pipelines = {{name = "slow", executionPolls = 100000}}})
+    control("POST", "codepipeline/seed", {pipelines = {{name = "slow", executionPolls = 100000}}})
     local id = codepipeline.start{pipeline = "slow"}
     local err = support.raised(codepipeline.wait_execution,
                                {pipeline = "slow", id = id, timeout = 0.2, interval = 0.05})
@@ -456,7 +447,7 @@ describe("codepipeline", function()
 
   it("reads a pipeline's state stage by stage", function()
     local lambda = {category = "Invoke", owner = "AWS", provider = "Lambda", version = "1"}
-    ctl("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", jobsOnStart = true, stages = {
+    control("POST", "codepipeline/seed", {pipelines = {{name = "ferry-demo", jobsOnStart = true, stages = {
       {name = "Source", actions = {{name = "Checkout", actionTypeId = {category = "Source", owner = "AWS",
                                                                         provider = "S3", version = "1"}}}},
       {name = "Staging", actions = {{name = "RunFerry", actionTypeId = lambda,
@@ -471,7 +462,7 @@ describe("codepipeline", function()
     assert.equal(id, state.stages[2].execution_id)
     assert.equal("RunFerry", state.stages[2].actions[1].name)
     assert.equal("InProgress", state.stages[2].actions[1].status)
-    local job = codepipeline.job_from_event(ctl("POST", "codepipeline/lambda-event", {}).event)
+    local job = codepipeline.job_from_event(control("POST", "codepipeline/lambda-event", {}).event)
     codepipeline.succeed(job, {summary = "verified"})
     state = codepipeline.state{pipeline = "ferry-demo"}
     assert.equal("Succeeded", state.stages[2].actions[1].status)

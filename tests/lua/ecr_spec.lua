@@ -3,10 +3,9 @@
 -- URIs, waits on the double's scan progression, the scan gate, retag with the
 -- byte-exact manifest, pagination and login.
 local aws = require("aws")
+local aws_support = require("aws_support")
 local ecr = require("ecr")
 local errors = require("errors")
-local http = require("http")
-local json = require("json")
 local log = require("log")
 local support = require("support")
 local task = require("task")
@@ -44,22 +43,15 @@ local OCI_MANIFEST = '{"schemaVersion":2,"config":{"mediaType":"application/vnd.
   .. '"digest":"sha256:' .. ("cd"):rep(32) .. '","size":512},"layers":[]}'
 local OCI = "application/vnd.oci.image.manifest.v1+json"
 
--- POST/GET/DELETE an unsigned control endpoint of the double; the decoded answer.
-local function ctl(method, path, body)
-  local res = http.request{method = method, url = os.getenv("FERRY_TEST_AWS") .. "/_ferry/" .. path,
-                           headers = {["Content-Type"] = "application/json"},
-                           body = body and json.encode(body) or nil, retries = 0}
-  assert(res.status == 200, ("%s %s: HTTP %d %s"):format(method, path, res.status, res.body))
-  return json.decode(res.body)
-end
+local control = aws_support.control
 
 local function seed(repositories, scans)
-  return ctl("POST", "ecr/seed", {repositories = repositories, scans = scans})
+  return control("POST", "ecr/seed", {repositories = repositories, scans = scans})
 end
 
 -- The calls the double logged for an ECR operation.
 local function calls(operation)
-  return ctl("GET", "calls?service=ecr&operation=" .. operation).calls
+  return aws_support.calls("ecr", operation)
 end
 
 -- sha256 of s as "sha256:<hex>", by sha256sum(1): an oracle independent of Ferry and the double.
@@ -75,7 +67,7 @@ end
 
 describe("ecr", function()
   before_each(function()
-    ctl("POST", "reset")
+    control("POST", "reset")
   end)
 
   it("looks an image up by tag", function()
@@ -262,7 +254,7 @@ describe("ecr", function()
     local out = ecr.retag{repository = "team/app", from = "build-12", to = "prod"}
     assert.same({digest = sha256(m), tag = "prod", changed = true,
                  media_type = "application/vnd.docker.distribution.manifest.v2+json"}, out)
-    local state = ctl("GET", "ecr/state").repositories["team/app"]
+    local state = control("GET", "ecr/state").repositories["team/app"]
     assert.equal(sha256(m), state.tags.prod)
     assert.equal(1, #(function() local n = {} for d in pairs(state.images) do n[#n + 1] = d end return n end)())
     local got = aws.call{service = "ecr", operation = "BatchGetImage",
@@ -277,7 +269,7 @@ describe("ecr", function()
     local out = ecr.retag{repository = "app", from = "rc", to = "stable"}
     assert.equal(sha256(OCI_MANIFEST), out.digest)
     assert.equal(OCI, out.media_type)
-    assert.equal(OCI, ctl("GET", "ecr/state").repositories.app.images[out.digest].mediaType)
+    assert.equal(OCI, control("GET", "ecr/state").repositories.app.images[out.digest].mediaType)
   end)
 
   it("treats a tag that already points at the image as success", function()
@@ -296,7 +288,7 @@ describe("ecr", function()
     assert.is_true(errors.is(err, "ImageTagAlreadyExistsException"))
     assert.matches("cannot tag image locked:v14 as 'prod'", err.message, 1, true)
     assert.matches("immutable tags", err.message, 1, true)
-    assert.equal(sha256(manifest(15)), ctl("GET", "ecr/state").repositories.locked.tags.prod)
+    assert.equal(sha256(manifest(15)), control("GET", "ecr/state").repositories.locked.tags.prod)
   end)
 
   it("raises not_found when the image to retag does not exist", function()
@@ -328,7 +320,7 @@ describe("ecr", function()
 
   it("retries a throttled lookup", function()
     seed({{repositoryName = "app", images = {{manifest = manifest(16), tags = {"v16"}}}}})
-    ctl("POST", "faults", {service = "ecr", operation = "DescribeImages", kind = "throttle", count = 2})
+    aws_support.fault{service = "ecr", operation = "DescribeImages", kind = "throttle", count = 2}
     assert.is_table(ecr.image{repository = "app", tag = "v16"})
     local log_ = calls("DescribeImages")
     assert.equal(3, #log_)
@@ -343,7 +335,7 @@ describe("ecr", function()
     assert.equal(REGISTRY, login.registry)
     assert.is_number(login.expires_at)
     assert.is_true(login.expires_at > os.time() + 11 * 3600)
-    assert.is_true(ctl("POST", "ecr/check-password", {password = login.password}).valid)
+    assert.is_true(control("POST", "ecr/check-password", {password = login.password}).valid)
     assert.is_nil(log.redact("password=" .. login.password):find(login.password, 1, true))
   end)
 
@@ -352,6 +344,6 @@ describe("ecr", function()
     assert.matches("field 'tag' or 'digest' is required", support.raised(ecr.image, {repository = "app"}))
     assert.matches("64 lowercase hex", support.raised(ecr.image, {repository = "app", digest = "sha256:xyz"}))
     assert.matches("field 'from' is required", support.raised(ecr.retag, {repository = "app", to = "x"}))
-    assert.equal(0, #ctl("GET", "calls?service=ecr").calls)
+    assert.equal(0, #aws_support.calls("ecr"))
   end)
 end)

@@ -167,6 +167,38 @@ describe("http", function()
     assert.are.equal("ferry.invalid", echoed.headers.host)
   end)
 
+  it("goes through the proxy given in proxy, even for a host no_proxy names", function()
+    -- the environment's proxy is unusable and no_proxy covers every host: only
+    -- the request's own proxy field can make this work
+    local code = ('local res = require("http").get("http://ferry.invalid/echo?via=field", {retries = 0, proxy = %q})'
+      .. " io.write(res.body)"):format(base)
+    local cmd = support.ferry_command({"-e", code}, {"http_proxy=http://127.0.0.1:1", "no_proxy=*"}) .. " 2>&1"
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    local echoed = json.decode(out)
+    assert.are.equal("field", echoed.query.via)
+    assert.are.equal("ferry.invalid", echoed.headers.host)
+  end)
+
+  it("connects a made-up host name to the address given in resolve", function()
+    local port = assert(base:match(":(%d+)$"))
+    local res = http.get(("http://request.ferry.invalid:%s/echo"):format(port),
+                         {resolve = {("request.ferry.invalid:%s:127.0.0.1"):format(port)}})
+    assert.are.equal(200, res.status)
+    assert.are.equal("request.ferry.invalid:" .. port, json.decode(res.body).headers.host)
+  end)
+
+  it("connects elsewhere with connect_to while TLS checks the URL's host", function()
+    -- the URL names localhost on a port where nothing listens; connect_to sends
+    -- the connection to the HTTPS double, whose certificate is for localhost
+    local port = assert(tls_base:match(":(%d+)$"))
+    local opts = {connect_to = {("localhost:9:127.0.0.1:%s"):format(port)}, ca_data = support.read(certs .. "/ca.pem")}
+    local res = http.get("https://localhost:9/echo", opts)
+    assert.are.equal(200, res.status)
+    assert.matches("^localhost:9$", json.decode(res.body).headers.host)
+  end)
+
   it("refuses a response body over max_body", function()
     local res = http.get(base .. "/bytes?n=1000", {max_body = 1000})
     assert.are.equal(1000, #res.body)

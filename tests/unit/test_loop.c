@@ -1,9 +1,11 @@
-/* test_loop.c: the loop's timer heap, run queue and idle detection
- * (host/loop.c), without Lua. */
+/* test_loop.c: the loop's timer heap, run queue, watched descriptors and
+ * idle detection (host/loop.c), without Lua. */
 #include "loop.h"
 #include "unit.h"
 
+#include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static struct loop *l;
 static int order[64], norder;
@@ -105,6 +107,61 @@ TEST(nothing_to_do_is_idle)
     CHECK(loop_run_until(l, &never) == LOOP_IDLE);
 }
 
+/* A watched pipe end that records what it was ready for. */
+struct watch {
+    struct loop_fd fd;
+    int calls, flag, unwatch;
+    short revents;
+};
+
+static void on_fd(struct loop_fd *w, short revents)
+{
+    struct watch *x = (struct watch *)w;
+    x->calls++;
+    x->revents = revents;
+    x->flag = 1;
+    if (x->unwatch) loop_unwatch_fd(l, w);
+}
+
+TEST(a_readable_fd_calls_ready_and_an_unwatched_one_is_idle)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    struct watch r = {{p[0], POLLIN, on_fd, 0, 0}, 0, 0, 1, 0};
+    loop_watch_fd(l, &r.fd);
+    loop_watch_fd(l, &r.fd); /* twice is harmless */
+    CHECK(write(p[1], "x", 1) == 1);
+    CHECK(loop_run_until(l, &r.flag) == LOOP_FLAG);
+    CHECK(r.calls == 1 && (r.revents & POLLIN));
+    CHECK(r.fd.slot == 0); /* it unwatched itself */
+    int never = 0;
+    CHECK(loop_run_until(l, &never) == LOOP_IDLE);
+    CHECK(r.calls == 1);
+    close(p[0]);
+    close(p[1]);
+}
+
+TEST(a_watched_fd_keeps_the_loop_busy_until_ready)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    struct watch w = {{p[1], POLLOUT, on_fd, 0, 0}, 0, 0, 1, 0};  /* writable at once */
+    struct watch r = {{p[0], POLLIN, on_fd, 0, 0}, 0, 0, 1, 0};   /* never readable */
+    struct watch hup = {{p[0], POLLIN, on_fd, 0, 0}, 0, 0, 1, 0}; /* after the close */
+    loop_watch_fd(l, &r.fd);
+    loop_watch_fd(l, &w.fd);
+    CHECK(loop_run_until(l, &w.flag) == LOOP_FLAG);
+    CHECK(w.calls == 1 && (w.revents & POLLOUT));
+    CHECK(r.calls == 0 && r.fd.slot != 0);
+    loop_unwatch_fd(l, &r.fd);
+    loop_unwatch_fd(l, &r.fd); /* twice is harmless */
+    close(p[1]);               /* a hang-up is reported as the events watched */
+    loop_watch_fd(l, &hup.fd);
+    CHECK(loop_run_until(l, &hup.flag) == LOOP_FLAG);
+    CHECK(hup.calls == 1 && hup.revents == POLLIN);
+    close(p[0]);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -114,6 +171,10 @@ int main(void)
         {"jobs_run_once_per_post_and_reposting_waits_a_turn",
          jobs_run_once_per_post_and_reposting_waits_a_turn},
         {"nothing_to_do_is_idle", nothing_to_do_is_idle},
+        {"a_readable_fd_calls_ready_and_an_unwatched_one_is_idle",
+         a_readable_fd_calls_ready_and_an_unwatched_one_is_idle},
+        {"a_watched_fd_keeps_the_loop_busy_until_ready",
+         a_watched_fd_keeps_the_loop_busy_until_ready},
         {NULL, NULL},
     };
     l = loop_new();

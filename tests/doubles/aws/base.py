@@ -22,9 +22,14 @@ parameters into a result. The contract, exactly:
         signing_name: str    # "ecr", "codepipeline", "sts", "ssm", "s3"
         protocol: str        # "json" (JSON 1.1) or "query"
         target_prefix: str   # JSON 1.1 X-Amz-Target prefix, e.g. "AmazonEC2ContainerRegistry_V20150921"
+        core                 # the server's Core (keys, settings), set when server.py loads it
         def call(self, op: str, params: dict, ctx: CallContext) -> dict: ...
-            # raise AwsError; timestamps as float epoch seconds
+            # raise AwsError; timestamps as float epoch seconds. The default runs
+            # self._op_<op>(params, ctx) under the service's own lock (for callers
+            # other than the core, such as test_services.py), and raises
+            # not_implemented(op) when there is no such method.
         def reset(self) -> None: ...
+            # sets every piece of state; __init__ calls it
 
 What the core guarantees before `call` runs:
   - the request is signed by a valid, unexpired key for this service's signing name
@@ -46,7 +51,7 @@ What the core does with the result:
   - AwsError becomes the protocol's error shape with its code, message and status.
   - Any other exception is logged to stderr and answered with 500 InternalFailure.
   - An operation the service does not implement should raise
-    `not_implemented(op)` (UnknownOperationException, 400).
+    `not_implemented(op)` (UnknownOperationException, 400), as the default call does.
 
 Optional hooks (looked up with getattr; leave them out if not needed):
   model_name: str            # folder under shared/ref/aws/models; default: signing_name
@@ -57,11 +62,10 @@ Optional hooks (looked up with getattr; leave them out if not needed):
       # AwsError(code, message, status) to answer {"error": code, "message": message}.
 
 How server.py finds a service: it imports <name>.py from this folder for name in
-sts, ssm, s3, ecr, codepipeline (ecr and codepipeline only when the file exists)
-and takes, in this order, the module's `SERVICE` object, the result of its
-`create_service()` function, or the one subclass of `Service` the module defines
-(instantiated with no arguments).
+sts, ssm, s3, ecr, codepipeline and takes the module's `SERVICE` object.
 """
+
+import threading
 
 
 class AwsError(Exception):
@@ -88,14 +92,24 @@ class CallContext:
 
 
 class Service:
-    """Base class of a service; subclasses set the three attributes and implement call."""
+    """Base class of a service; subclasses set the three attributes, keep their state
+    in what reset() sets, and implement call or its _op_<Operation> methods."""
 
     signing_name = ""
     protocol = "json"
     target_prefix = ""
+    core = None
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.reset()
 
     def call(self, op: str, params: dict, ctx: CallContext) -> dict:
-        raise not_implemented(op)
+        handler = getattr(self, "_op_" + op, None)
+        if handler is None:
+            raise not_implemented(op)
+        with self._lock:
+            return handler(params, ctx)
 
     def reset(self) -> None:
         pass

@@ -80,16 +80,13 @@ A bad seed body is 400 BadRequest.
 import copy
 import re
 import secrets
-import threading
 import time
 import uuid
 
-try:
-    from .base import AwsError, Service, not_implemented
-except ImportError:  # loaded as a top-level module (server.py, tests)
-    from base import AwsError, Service, not_implemented
+from base import AwsError, Service
+from credentials import ACCOUNT_ID
+import models
 
-DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 VAR_KEY_RE = re.compile(r"^[A-Za-z0-9@\-_]+$")
@@ -123,18 +120,13 @@ def _length(errors, value, where, lo, hi):
 
 def _raise_validation(errors):
     if errors:
-        raise AwsError("ValidationException", "%d validation error%s detected: %s"
-                       % (len(errors), "" if len(errors) == 1 else "s", "; ".join(errors)))
+        raise AwsError("ValidationException", models.message(errors))
 
 
 class CodePipeline(Service):
     signing_name = "codepipeline"
     protocol = "json"
     target_prefix = "CodePipeline_20150709"
-
-    def __init__(self):
-        self._lock = threading.RLock()
-        self.reset()
 
     def reset(self):
         with self._lock:
@@ -143,13 +135,6 @@ class CodePipeline(Service):
             self._jobs = {}         # id -> dict, in creation order
             self._types = set()     # registered action type keys
             self._results = []
-
-    def call(self, op, params, ctx):
-        handler = getattr(self, "_op_" + op, None)
-        if handler is None:
-            raise not_implemented(op)
-        with self._lock:
-            return handler(params, ctx)
 
     # ---------------------------------------------------------------- jobs
     def _new_job(self, data, account, now, job_id=None, status="Created", parent=None):
@@ -172,12 +157,17 @@ class CodePipeline(Service):
         return data
 
     def _account(self, job, ctx):
-        return job["accountId"] or (ctx.account_id if ctx else DEFAULT_ACCOUNT)
+        return job["accountId"] or (ctx.account_id if ctx else ACCOUNT_ID)
 
-    def _job_for_result(self, job_id):
-        job = self._jobs.get(job_id) if UUID_RE.match(job_id) else None
+    def _job(self, job_id):
+        """The job with that id (always a UUID: seed refuses others); JobNotFoundException."""
+        job = self._jobs.get(job_id)
         if job is None:
             raise AwsError("JobNotFoundException", "The job with id '%s' was not found." % job_id)
+        return job
+
+    def _job_for_result(self, job_id):
+        job = self._job(job_id)
         if job["status"] in FINAL:
             raise AwsError("InvalidJobStateException",
                            "The job with id '%s' is in state %s and cannot accept another result."
@@ -272,9 +262,7 @@ class CodePipeline(Service):
         return {"jobs": out}
 
     def _op_AcknowledgeJob(self, params, ctx):
-        job = self._jobs.get(params["jobId"])
-        if job is None:
-            raise AwsError("JobNotFoundException", "The job with id '%s' was not found." % params["jobId"])
+        job = self._job(params["jobId"])
         if job["nonce"] is None or job["nonce"] != params["nonce"]:
             raise AwsError("InvalidNonceException",
                            "The nonce for job '%s' does not match; another worker may have claimed it."
@@ -284,9 +272,7 @@ class CodePipeline(Service):
         return {"status": job["status"]}
 
     def _op_GetJobDetails(self, params, ctx):
-        job = self._jobs.get(params["jobId"])
-        if job is None:
-            raise AwsError("JobNotFoundException", "The job with id '%s' was not found." % params["jobId"])
+        job = self._job(params["jobId"])
         return {"jobDetails": {"id": job["id"], "data": self._job_data(job, ctx),
                                "accountId": self._account(job, ctx)}}
 
@@ -438,7 +424,7 @@ class CodePipeline(Service):
                 mine = [j for j in jobs if j["data"]["pipelineContext"]["action"]["name"] == a["name"]
                         and j["data"]["pipelineContext"]["stage"]["name"] == stage["name"]]
                 if mine:
-                    ast["latestExecution"] = self._action_execution(mine[-1], ctx)
+                    ast["latestExecution"] = self._action_execution(mine[-1])
                 elif sstat:
                     ast["latestExecution"] = {"status": {"Succeeded": "Succeeded", "Failed": "Failed",
                                                          "InProgress": "InProgress"}.get(sstat, "Abandoned"),
@@ -448,7 +434,7 @@ class CodePipeline(Service):
         return {"pipelineName": pipe["name"], "pipelineVersion": pipe["version"], "stageStates": stages,
                 "created": pipe["created"], "updated": pipe["created"]}
 
-    def _action_execution(self, job, ctx):
+    def _action_execution(self, job):
         parent = self._jobs.get(job["continuedFrom"]) if job["continuedFrom"] else None
         result = job["result"] or (parent["result"] if parent else None) or {}
         out = {"actionExecutionId": job["data"]["pipelineContext"]["action"]["actionExecutionId"],
@@ -570,3 +556,6 @@ class CodePipeline(Service):
             self.reset()
             return {}
         raise AwsError("NotFound", "no CodePipeline control endpoint %s %s" % (method, path), 404)
+
+
+SERVICE = CodePipeline()

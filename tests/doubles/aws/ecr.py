@@ -67,15 +67,10 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 
-try:
-    from .base import AwsError, Service, not_implemented
-except ImportError:  # loaded as a top-level module (server.py, tests)
-    from base import AwsError, Service, not_implemented
+from base import AwsError, Service
 
-DEFAULT_ACCOUNT = "123456789012"
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL", "UNDEFINED")
 TOKEN_TTL = 12 * 3600
@@ -189,27 +184,15 @@ class ECR(Service):
     protocol = "json"
     target_prefix = "AmazonEC2ContainerRegistry_V20150921"
 
-    def __init__(self):
-        self._lock = threading.RLock()
-        self.reset()
-
     def reset(self):
         with self._lock:
             self._repos = {}        # name -> _Repo, in creation order
             self._passwords = {}    # password -> expiresAt
             self._salt = secrets.token_hex(4)
 
-    # ---------------------------------------------------------------- dispatch
-    def call(self, op, params, ctx):
-        handler = getattr(self, "_op_" + op, None)
-        if handler is None:
-            raise not_implemented(op)
-        with self._lock:
-            return handler(params, ctx)
-
     # ---------------------------------------------------------------- helpers
     def _registry(self, repo, ctx):
-        return repo.registry_id or (ctx.account_id if ctx else DEFAULT_ACCOUNT)
+        return repo.registry_id or ctx.account_id
 
     def _repo(self, params, ctx, name=None):
         name = name or params["repositoryName"]
@@ -285,8 +268,7 @@ class ECR(Service):
                 else SCAN_DESCRIPTIONS.get(status, status)}
 
     def _describe_repo(self, repo, ctx):
-        registry = self._registry(repo, ctx)
-        region = ctx.region if ctx else "us-east-1"
+        registry, region = self._registry(repo, ctx), ctx.region
         out = {"repositoryArn": "arn:aws:ecr:%s:%s:repository/%s" % (region, registry, repo.name),
                "registryId": registry, "repositoryName": repo.name,
                "repositoryUri": "%s.dkr.ecr.%s.amazonaws.com/%s" % (registry, region, repo.name),
@@ -589,3 +571,6 @@ class ECR(Service):
         if method == "POST" and path == "/check-password":
             return {"valid": self.check_password((body or {}).get("password", ""), ctx.now)}
         raise AwsError("NotFound", "no ECR control endpoint %s %s" % (method, path), 404)
+
+
+SERVICE = ECR()

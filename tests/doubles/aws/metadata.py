@@ -103,7 +103,7 @@ class Providers:
     # -- IMDSv2 -------------------------------------------------------------------
 
     @staticmethod
-    def imds_operation(method, path):
+    def imds_operation(path):
         if path == "/latest/api/token":
             return "GetToken"
         if path == CREDS_PREFIX:

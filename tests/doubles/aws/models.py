@@ -1,7 +1,8 @@
 """models.py: botocore service models for the AWS test double: load, validate, convert.
 
 Standard library only. Reads <repo>/../shared/ref/aws/models/<name>/service-2.json
-(override with --models DIR or $FERRY_AWS_MODELS), the upstream botocore models.
+(override with --models DIR or $FERRY_AWS_MODELS), the upstream botocore models;
+load() raises MissingModel, naming the path it looked for, when one is not there.
 
   - validate(model, shape, value, path) checks a request against the input shape as
     AWS's front end does: required members present, no unknown members, basic types
@@ -33,6 +34,10 @@ def default_root():
     return os.environ.get("FERRY_AWS_MODELS") or os.path.join(repo, "..", "shared", "ref", "aws", "models")
 
 
+class MissingModel(FileNotFoundError):
+    """A botocore model is not where load() looked for it; the message names the path."""
+
+
 class Model:
     """One service-2.json."""
 
@@ -43,13 +48,6 @@ class Model:
         self.metadata = data["metadata"]
         self.operations = data["operations"]
         self.shapes = data["shapes"]
-
-    @property
-    def signing_name(self):
-        return self.metadata.get("signingName") or self.metadata["endpointPrefix"]
-
-    def operation(self, name):
-        return self.operations.get(name)
 
     def input_shape(self, op):
         ref = self.operations[op].get("input")
@@ -90,8 +88,15 @@ class Model:
 
 
 def load(root, name):
+    """The model of service `name` under `root`; MissingModel when it is not there."""
     path = os.path.join(root, name, "service-2.json")
-    return Model(path) if os.path.exists(path) else None
+    if not os.path.isfile(path):
+        missing = path if os.path.isdir(root) else os.path.normpath(root)
+        raise MissingModel(
+            f"no botocore model: {missing} does not exist (the AWS double reads the models in "
+            "<repo>/../shared/ref/aws/models; --models DIR or FERRY_AWS_MODELS names another folder)"
+        )
+    return Model(path)
 
 
 def _lower_camel(name):
@@ -154,11 +159,11 @@ def _type_ok(kind, value):
 def validate(model, shape_name, value, path=""):
     """Validation messages for `value` against shape `shape_name` (empty when valid)."""
     errors = []
-    _validate(model, shape_name, value, path, errors, top=True)
+    _validate(model, shape_name, value, path, errors)
     return errors
 
 
-def _validate(model, shape_name, value, path, errors, top=False):
+def _validate(model, shape_name, value, path, errors):
     shape = model.shapes[shape_name]
     kind = shape["type"]
     where = path or shape_name

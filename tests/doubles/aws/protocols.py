@@ -30,12 +30,6 @@ class Response:
         self.headers = list(headers)
         self.body = body
 
-    def header(self, name):
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return None
-
 
 def iso8601(epoch):
     """AWS XML timestamp: 2017-12-24T03:14:03Z (with milliseconds when fractional)."""
@@ -53,12 +47,11 @@ def json_ok(result, request_id):
     return Response(200, [("x-amzn-RequestId", request_id), ("Content-Type", JSON_11)], body)
 
 
-def json_error(code, message, status, request_id, extra=(), message_key="message"):
+def json_error(code, message, status, request_id, message_key="message"):
     """`message_key` is "Message" where the model's error shape spells it so (SSM
     ThrottlingException), as the real service does (notes §2.1)."""
     body = json.dumps({"__type": code, message_key: message}).encode()
-    headers = [("x-amzn-RequestId", request_id), ("Content-Type", JSON_11), *extra]
-    return Response(status, headers, body)
+    return Response(status, [("x-amzn-RequestId", request_id), ("Content-Type", JSON_11)], body)
 
 
 # -- Query -----------------------------------------------------------------------

@@ -42,11 +42,8 @@ class S3Service(Service):
     protocol = "rest-xml"
     target_prefix = ""
 
-    def __init__(self):
-        self.buckets = {}  # bucket -> {key -> object dict}
-
     def reset(self):
-        self.buckets = {}
+        self.buckets = {}  # bucket -> {key -> object dict}
 
     @staticmethod
     def locate(host, wire_path):

@@ -20,8 +20,8 @@ A signed request must be scoped to the signing name of the service it reaches
 ("ecr", "codepipeline", "ssm", "sts", "s3") and a valid region; that region is the
 call's region. Every call (not control) is logged with its outcome: GET /_ferry/calls.
 
-Service files: sts.py, ssm.py, s3.py always; ecr.py and codepipeline.py when present
-(see base.py for the interface). Models: <repo>/../shared/ref/aws/models.
+Service files: sts.py, ssm.py, s3.py, ecr.py, codepipeline.py (see base.py for the
+interface). Models: <repo>/../shared/ref/aws/models.
 """
 
 import argparse
@@ -29,13 +29,9 @@ import base64
 import binascii
 import email.message
 import email.utils
-import http.server
 import importlib
 import json
 import os
-import signal
-import socket
-import socketserver
 import sys
 import threading
 import time
@@ -43,26 +39,25 @@ import traceback
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 
+sys.dont_write_bytecode = True  # leave no __pycache__ in the tree
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+# This folder's modules, then serving.py from the folder above.
+sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 
 import auth  # noqa: E402
 import control  # noqa: E402
 import models  # noqa: E402
 import protocols  # noqa: E402
+import serving  # noqa: E402
 import sigv4  # noqa: E402
 import sts as sts_module  # noqa: E402
-from base import AwsError, CallContext, Service  # noqa: E402
+from base import AwsError, CallContext  # noqa: E402
 from credentials import ACCOUNT_ID, Keystore  # noqa: E402
 from metadata import Providers  # noqa: E402
 from s3 import S3Error  # noqa: E402
 
 SERVICE_FILES = ("sts", "ssm", "s3", "ecr", "codepipeline")
-OPTIONAL_FILES = ("ecr", "codepipeline")
 MAX_BODY = 16 * 1024 * 1024
-MAX_CONNECTIONS = 1_000
-IDLE_TIMEOUT = 120.0
 INTERNAL = "We encountered an internal error. Please try again."
 
 
@@ -74,6 +69,7 @@ class Request:
         self.headers = headers  # email.message.Message: case-insensitive get()
         self.header_list = list(headers.items())
         self.body = body
+        self.content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
 
 class Reply:
@@ -123,27 +119,17 @@ class Core:
         return time.time() + self.offset
 
     def _load(self, name):
-        if name in OPTIONAL_FILES and not os.path.exists(os.path.join(HERE, f"{name}.py")):
-            return
         try:
-            module = importlib.import_module(name)
-            svc = getattr(module, "SERVICE", None)
-            if svc is None and hasattr(module, "create_service"):
-                svc = module.create_service()
-            if svc is None:
-                classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Service) and c is not Service and c.__module__ == module.__name__]
-                if len(classes) != 1:
-                    raise RuntimeError(f"{name}.py defines no SERVICE, create_service() or single Service subclass")
-                svc = classes[0]()
+            svc = importlib.import_module(name).SERVICE
             svc.core = self
             if svc.protocol in ("json", "query"):
-                model = models.load(self.models_root, getattr(svc, "model_name", svc.signing_name))
-                if model is None:
-                    raise RuntimeError(f"no model for {svc.signing_name} under {self.models_root}")
-                self.models[svc.signing_name] = model
+                self.models[svc.signing_name] = models.load(self.models_root, getattr(svc, "model_name", svc.signing_name))
             if svc.protocol == "json":
                 self.by_target[svc.target_prefix] = svc.signing_name
             self.services[svc.signing_name] = svc
+        except models.MissingModel as e:
+            self.load_errors[name] = str(e)
+            sys.stderr.write(f"aws: cannot load {name}.py: {e}\n")
         except Exception as e:  # a broken service file must not take the others down
             self.load_errors[name] = f"{type(e).__name__}: {e}"
             sys.stderr.write(f"aws: cannot load {name}.py:\n")
@@ -167,13 +153,12 @@ class Core:
         if path.startswith("/creds/") or path == "/v1/credentials":
             return self._plain(req, "container", Providers.container_operation(path), self.providers.container)
         if path.startswith("/latest/"):
-            return self._plain(req, "imds", Providers.imds_operation(req.method, path), self.providers.imds)
+            return self._plain(req, "imds", Providers.imds_operation(path), self.providers.imds)
         target = req.headers.get("X-Amz-Target")
         if target is not None:
             return self._json(req, target.strip())
         fields = parse_qsl(req.raw_query, keep_blank_values=True)
-        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if req.method == "POST" and ctype == "application/x-www-form-urlencoded":
+        if req.method == "POST" and req.content_type == "application/x-www-form-urlencoded":
             fields += parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True)
         if any(n == "Action" for n, _ in fields):
             return self._query(req, fields)
@@ -220,7 +205,7 @@ class Core:
             return reply.error("InternalError", INTERNAL, 500)
         return reply.error("Throttled", "Too Many Requests", 429) if throttle else reply.error("InternalError", INTERNAL, 500)
 
-    def _authenticate(self, entry, reply, signing_name, req, s3=False):
+    def _authenticate(self, entry, signing_name, req, s3=False):
         """The signing Key, after recording it; AuthFailure otherwise."""
         a, key = auth.authenticate(self.keys, self.now(), signing_name, req.method, req.target, req.header_list, req.body, s3)
         entry["access_key_id"], entry["region"] = key.access_key_id, a.region
@@ -266,15 +251,15 @@ class Core:
             return reply.error("UnknownOperationException", f"Unknown operation {what}", 400), reply
         svc = self.services[name]
         try:
-            a, key = self._authenticate(entry, reply, svc.signing_name, req)
+            a, key = self._authenticate(entry, svc.signing_name, req)
         except auth.AuthFailure as f:
             return reply.auth_error(f), reply
         faulted = self._apply_fault(entry, reply, model, op, key)
         if faulted is not None:
             return faulted, reply
-        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype not in ("application/x-amz-json-1.1", "application/x-amz-json-1.0"):
-            return reply.error("UnknownOperationException", f"Content-Type must be application/x-amz-json-1.1, got {ctype or 'none'!r}", 400), reply
+        if req.content_type not in ("application/x-amz-json-1.1", "application/x-amz-json-1.0"):
+            got = req.content_type or "none"
+            return reply.error("UnknownOperationException", f"Content-Type must be application/x-amz-json-1.1, got {got!r}", 400), reply
         try:
             params = json.loads(req.body) if req.body.strip() else {}
         except ValueError:
@@ -315,7 +300,7 @@ class Core:
                     problem = sts_module.eks_problems(pairs, parsed)
                     if problem:
                         raise auth.AuthFailure("eks", problem)
-                a, key = self._authenticate(entry, reply, "sts", req)
+                a, key = self._authenticate(entry, "sts", req)
             except sigv4.SigError as e:
                 return reply.auth_error(auth.AuthFailure(e.kind, e.message)), reply
             except auth.AuthFailure as f:
@@ -350,7 +335,7 @@ class Core:
         svc = self.services["s3"]
         bucket, key_name = svc.locate(req.headers.get("Host"), req.path)
         try:
-            a, key = self._authenticate(entry, reply, "s3", req, s3=True)
+            a, key = self._authenticate(entry, "s3", req, s3=True)
         except auth.AuthFailure as f:
             return reply.auth_error(f), reply
         faulted = self._apply_fault(entry, reply, None, op, key)
@@ -414,33 +399,12 @@ class HttpError(Exception):
         self.status = status
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(serving.Handler):
     server_version = "ferry-aws/1"
-    timeout = IDLE_TIMEOUT
-    disable_nagle_algorithm = True
-    wbufsize = 64 * 1024
-
-    def version_string(self):
-        return self.server_version
 
     def date_time_string(self, timestamp=None):
         # Every response's Date comes from the double's clock, so clients can correct skew.
         return email.utils.formatdate(self.server.core.now() if timestamp is None else timestamp, usegmt=True)
-
-    def do_GET(self):
-        self._dispatch()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    def handle_expect_100(self):
-        ok = super().handle_expect_100()
-        self.wfile.flush()  # let the client send its body now
-        return ok
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
 
     def _dispatch(self):
         try:
@@ -521,54 +485,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
+class Server(serving.Server):
+    name = "aws"
 
     def __init__(self, address, core, verbose=False):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.core = core
-        self.verbose = verbose
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, Handler)
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request, client_address):
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # resets and timeouts are routine
-        super().handle_error(request, client_address)
-
-
-class Terminated(Exception):
-    pass
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-def write_port_file(path, port):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
+        super().__init__(address, Handler, verbose)
 
 
 def parse_args(argv):
@@ -585,25 +507,14 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    serving.stop_on_signals()
     core = Core(args.models, args.state_dir, args.region)
     if "sts" not in core.services:
         sys.stderr.write(f"aws: cannot start without the STS model (looked in {args.models})\n")
         return 1
     server = Server((args.host, args.port), core, args.verbose)
-    try:
-        port = server.server_address[1]
-        if args.port_file:
-            write_port_file(args.port_file, port)
-        sys.stderr.write(f"aws: listening on http://{args.host}:{port} ({', '.join(sorted(core.services))})\n")
-        sys.stderr.flush()
-        server.serve_forever()
-    except Terminated:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    services = ", ".join(sorted(core.services))
+    return serving.serve(server, args.port_file, lambda port: f"aws: listening on http://{args.host}:{port} ({services})")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,10 @@ class SsmService(Service):
     protocol = "json"
     target_prefix = "AmazonSSM"
 
-    def __init__(self):
+    def reset(self):
         self.params = {}  # name -> [version dicts, oldest first]
 
-    def reset(self):
-        self.params = {}
-
-    def _find(self, ref, ctx):
+    def _find(self, ref):
         name, version = ref, None
         if ref.startswith("arn:") and ":parameter/" in ref:
             name = ref.split(":parameter", 1)[1]  # "/a/b" for "/a/b" or for "a/b"
@@ -71,13 +68,13 @@ class SsmService(Service):
     def call(self, op, params, ctx):
         decrypt = bool(params.get("WithDecryption"))
         if op == "GetParameter":
-            stored, selector = self._find(params["Name"], ctx)
+            stored, selector = self._find(params["Name"])
             return {"Parameter": self._answer(stored, selector, decrypt, ctx)}
         if op == "GetParameters":
             found, invalid = [], []
             for ref in params["Names"]:
                 try:
-                    stored, selector = self._find(ref, ctx)
+                    stored, selector = self._find(ref)
                     found.append(self._answer(stored, selector, decrypt, ctx))
                 except AwsError:
                     invalid.append(ref)

@@ -87,10 +87,6 @@ class StsService(Service):
     protocol = "query"
     target_prefix = ""
 
-    def __init__(self):
-        self.core = None  # set by server.py: keystore and settings
-        self.deny_roles = set()
-
     def reset(self):
         self.deny_roles = set()
 

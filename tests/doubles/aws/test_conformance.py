@@ -2,12 +2,12 @@
 """test_conformance.py: the AWS double checked with real clients (boto3/botocore).
 
 Starts its own server.py on a free port, then: replays the aws-c-auth SigV4 suite
-through the double's verifier; drives STS, SSM, S3 (and ECR / CodePipeline when
-their service files exist) with boto3 clients and checks boto3 parses every answer;
-sends botocore-signed requests (SigV4Auth, SigV4QueryAuth) as is and tampered;
-checks error shapes, validation, faults, the call log, clock skew, the container
-and IMDS credential endpoints (botocore's own fetchers) and EKS-style presigned
-GetCallerIdentity URLs. Closes with "N passed, N failed"; exits 1 on any failure.
+through the double's verifier; drives STS, SSM, S3, ECR and CodePipeline with boto3
+clients and checks boto3 parses every answer; sends botocore-signed requests
+(SigV4Auth, SigV4QueryAuth) as is and tampered; checks error shapes, validation,
+faults, the call log, clock skew, the container and IMDS credential endpoints
+(botocore's own fetchers) and EKS-style presigned GetCallerIdentity URLs. Closes
+with "N passed, N failed"; exits 1 on any failure.
 
     /usr/bin/python3 tests/doubles/aws/test_conformance.py [name-substring]
 
@@ -45,7 +45,6 @@ REGION = "eu-west-1"
 DEADLINE = 10.0
 TESTS = []
 BASE = ""  # http://127.0.0.1:PORT once started
-SERVICES = []  # what the double loaded
 
 
 def test(fn):
@@ -470,7 +469,7 @@ def imds_v2():
     eq(raw("GET", "/latest/meta-data/iam/security-credentials/", {"X-aws-ec2-metadata-token": token.decode()})[0], 401, "expired token")
 
 
-# -- ECR and CodePipeline (when their service files exist) -----------------------------
+# -- ECR and CodePipeline -------------------------------------------------------------
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "sha256:" + "a" * 64},
@@ -479,9 +478,6 @@ MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.
 
 @test
 def ecr_operations():
-    if "ecr" not in SERVICES:
-        print("  (skipped: no ecr.py)")
-        return
     ctl("POST", "ecr", {"repositories": [{"repositoryName": "app", "images": [{"manifest": MANIFEST, "tags": ["v1"],
         "scan": {"status": "COMPLETE", "findings": [{"name": "CVE-1", "severity": "HIGH", "uri": "https://cve.test/1"}]}}]}]})
     ecr = client("ecr")
@@ -507,9 +503,6 @@ def ecr_operations():
 
 @test
 def codepipeline_operations():
-    if "codepipeline" not in SERVICES:
-        print("  (skipped: no codepipeline.py)")
-        return
     custom = {"category": "Test", "owner": "Custom", "provider": "FerryTest", "version": "1"}
     seeded = ctl("POST", "codepipeline", {
         "actionTypes": [custom],
@@ -558,7 +551,7 @@ def start_server(workdir):
 
 
 def main():
-    global BASE, SERVICES
+    global BASE
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     with tempfile.TemporaryDirectory() as workdir:
         proc, log, port = start_server(workdir)
@@ -566,7 +559,6 @@ def main():
         passed = failed = 0
         try:
             health = ctl("GET", "health")
-            SERVICES = health["services"]
             if health["load_errors"]:
                 print(f"FAIL service files: {health['load_errors']}")
                 failed += 1

@@ -29,7 +29,10 @@ import models  # noqa: E402
 
 ACCOUNT = "123456789012"
 T0 = 1_700_000_000.0
-MODELS = {n: models.load(models.default_root(), n) for n in ("ecr", "codepipeline")}
+try:
+    MODELS = {n: models.load(models.default_root(), n) for n in ("ecr", "codepipeline")}
+except models.MissingModel as e:
+    sys.exit(f"test_services: {e}")
 JOB0 = "11111111-abcd-1111-abcd-111111abcdef"   # a well-formed job id nobody seeded
 
 
