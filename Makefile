@@ -15,7 +15,7 @@ LDFLAGS += -Wl,-E -z noexecstack
 # Debian packages: to build, to test, to lint, to benchmark.
 DEPS := gcc make pkg-config liblua5.4-dev libcurl4-openssl-dev libssl-dev libyaml-dev libzip-dev \
         lua-cjson-dev libwslay-dev lua5.4 lua-busted lua-check clang-format openssl \
-        python3 python3-yaml python3-kubernetes python3-websocket python3-boto3 valgrind time
+        python3 python3-yaml python3-kubernetes python3-websocket python3-boto3 python3-jsonschema valgrind time
 
 SRC      := $(wildcard host/*.c) $(wildcard modules/*/*.c)
 LUA_SRC  := $(filter-out %/meta.lua,$(wildcard modules/*/*.lua))
@@ -79,6 +79,7 @@ doubles:
 	@/usr/bin/python3 tests/doubles/aws/test_conformance.py
 	@/usr/bin/python3 tests/doubles/kube/test_controllers.py
 	@/usr/bin/python3 tests/doubles/kube/test_conformance.py
+	@/usr/bin/python3 tests/doubles/portworx/test_portworx.py
 
 unit: $(UNIT_BIN)
 	@sh tests/unit/run $(UNIT_BIN)

@@ -2,8 +2,8 @@
 -- ---@meta file (modules/<name>/meta.lua), and every annotated function exists.
 local support = require("support")
 
-local MODULES = {"aws", "codepipeline", "ecr", "errors", "http", "json", "kube", "log", "task", "workflow", "yaml",
-                 "zip"}
+local MODULES = {"aws", "codepipeline", "ecr", "errors", "http", "json", "kube", "log", "portworx", "task", "workflow",
+                 "yaml", "zip"}
 
 describe("meta files", function()
   for _, name in ipairs(MODULES) do

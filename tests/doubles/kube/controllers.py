@@ -61,6 +61,9 @@ the object's error):
     on_provision(pvc, storage_class, source) -> None | {"volume_handle", "volume_attributes"}
         source: None, or {"kind": "VolumeSnapshot"|"PersistentVolumeClaim", "name",
         "namespace", "snapshot_handle" | "volume_handle"} for a PVC with a dataSource.
+    on_pv(pv) -> None | pv                the PV a provisioning is about to create (a copy);
+                                          a returned dict is created instead (e.g. STORK's
+                                          in-tree portworxVolume PVs)
     on_volume_delete(pv)                  before a reclaim-Delete PV is removed
     on_snapshot(res, obj) -> None | {"snapshot_handle", "restore_size" (bytes),
         "ready": False (not yet: asked again later), "error": message}
@@ -141,7 +144,7 @@ RETRY = 0.5  # seconds before a reconcile that raised runs again
 MAX_RETRIES = 8
 
 HOOKS = {}
-HOOK_NAMES = ("on_provision", "on_volume_delete", "on_snapshot", "on_snapshot_delete")
+HOOK_NAMES = ("on_provision", "on_pv", "on_volume_delete", "on_snapshot", "on_snapshot_delete")
 _instances = weakref.WeakSet()
 
 
@@ -1582,6 +1585,9 @@ class Controllers:
         }
         if (sc or {}).get("mountOptions"):
             pv["spec"]["mountOptions"] = list(sc["mountOptions"])
+        hook = self._hook("on_pv")
+        if hook is not None:
+            pv = hook(copy.deepcopy(pv)) or pv
         created = copy.deepcopy(self._create(PV, None, pv))
         self._event(pvc, "ProvisioningSucceeded", "Successfully provisioned volume %s" % _name(created))
         return created

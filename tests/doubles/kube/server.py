@@ -10,6 +10,7 @@ Usage:
     server.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
               [--tls CERT KEY --client-ca CA] [--eks-verify URL] [--eks-cluster NAME]
               [--controllers-config FILE] [--swagger FILE] [--verbose]
+              [--portworx-port 0] [--portworx-port-file PATH] [--portworx-secured]
 
 Without --tls it serves plain HTTP, where kubectl sends no credentials at all, so
 anonymous requests may do everything there; use TLS for anything auth-related.
@@ -30,6 +31,9 @@ Routing:
 Modules: store.py (objects, watches), resources.py (types), validation.py,
 schema.py (swagger), patch.py, selectors.py, auth.py, control.py, discovery.py,
 openapi.py; controllers.py and streams.py when present (another engineer's).
+The Portworx double (../portworx/, when present) runs in this process on the same
+store: a second listener (plain HTTP, --portworx-port, its port written to
+--portworx-port-file), reset with /_ferry/reset; see ../portworx/README.md.
 """
 
 import argparse
@@ -130,7 +134,7 @@ class RequestInfo:
 
 
 class Core:
-    def __init__(self, swagger=None, eks_verify=None, eks_cluster="ferry-test", controllers_config=None, tls=True):
+    def __init__(self, swagger=None, eks_verify=None, eks_cluster="ferry-test", controllers_config=None, tls=True, portworx=None):
         self.store = Store()
         self.schemas = schema_module.Schemas(swagger)
         self.auth = auth_module.Auth(eks_verify, eks_cluster, anonymous_admin=not tls)
@@ -146,6 +150,8 @@ class Core:
         for name in OPTIONAL_MODULES:
             self._load(name)
         self._start_controllers()
+        self.portworx = None
+        self._start_portworx(portworx or {})
 
     def _load(self, name):
         if not os.path.exists(os.path.join(HERE, f"{name}.py")):
@@ -170,7 +176,21 @@ class Core:
             sys.stderr.write("kube: controllers failed to start:\n")
             traceback.print_exc()
 
+    def _start_portworx(self, options):
+        """The Portworx double (../portworx/), when present: Portworx(store, ...)."""
+        if not os.path.exists(os.path.join(os.path.dirname(HERE), "portworx", "__init__.py")):
+            return
+        try:
+            mod = importlib.import_module("portworx")
+            self.portworx = mod.Portworx(self.store, controllers=self.modules.get("controllers"), streams=self.modules.get("streams"), **options)
+        except Exception as e:
+            self.load_errors["portworx"] = f"{type(e).__name__}: {e}"
+            sys.stderr.write("kube: the Portworx double failed to start:\n")
+            traceback.print_exc()
+
     def stop(self):
+        if self.portworx is not None:
+            self.portworx.stop()
         if self.controllers is not None:
             try:
                 self.controllers.stop()
@@ -183,6 +203,7 @@ class Core:
             "version": self.config["version"],
             "controllers": self.controllers is not None,
             "streams": "streams" in self.modules,
+            "portworx": self.portworx.url if self.portworx is not None else None,
             "swagger": self.schemas.loaded,
             "load_errors": self.load_errors,
             "resourceVersion": self.store.rv_now(),
@@ -206,6 +227,8 @@ class Core:
         streams = self.modules.get("streams")
         if streams is not None and hasattr(streams, "reset"):
             streams.reset()
+        if self.portworx is not None:
+            self.portworx.reset()
 
     def configure(self, body):
         unknown = set(body) - set(DEFAULT_CONFIG)
@@ -1379,6 +1402,9 @@ def parse_args(argv):
     p.add_argument("--controllers-config", metavar="FILE", help="JSON handed to controllers.Controllers at start")
     p.add_argument("--swagger", metavar="FILE", help="Kubernetes OpenAPI v2 (default <repo>/../shared/ref/kube/swagger.json)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument("--portworx-port", type=int, default=0, help="port of the Portworx double's SDK gateway (0 picks a free one)")
+    p.add_argument("--portworx-port-file", metavar="PATH", help="write the Portworx double's port here once it listens")
+    p.add_argument("--portworx-secured", action="store_true", help="start the Portworx double with PX-Security on")
     return p.parse_args(argv)
 
 
@@ -1397,7 +1423,8 @@ def main(argv=None):
         with open(args.controllers_config, encoding="utf-8") as f:
             controllers_config = json.load(f)
     serving.stop_on_signals()
-    core = Core(args.swagger, args.eks_verify, args.eks_cluster, controllers_config, tls=tls_context is not None)
+    portworx = {"host": args.host, "port": args.portworx_port, "port_file": args.portworx_port_file, "secured": args.portworx_secured, "verbose": args.verbose}
+    core = Core(args.swagger, args.eks_verify, args.eks_cluster, controllers_config, tls=tls_context is not None, portworx=portworx)
     if not core.schemas.loaded:
         sys.stderr.write(f"kube: no swagger ({core.schemas.error}); unknown fields are kept and strategic merge uses a built-in key table\n")
     server = Server((args.host, args.port), core, tls_context, args.verbose)

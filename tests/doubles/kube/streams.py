@@ -10,6 +10,8 @@ owns the HTTP exchange from there on (status line, headers, body, closing):
     configure_exec(dict) -> dict                       POST /_ferry/exec
     configure_proxy(dict) -> dict                      POST /_ferry/proxy
     reset()                                            forget every script, log and call
+    register_command(name, fn)                         a programmatic command (e.g. the
+                                                       Portworx double's pxctl), see below
     exec_calls() / connect(...)                        for tests: the exec calls seen; a
                                                        masking WebSocket client
 
@@ -63,6 +65,13 @@ Rule keys (all optional):
     times        the rule matches only that many calls, then falls through
 Attach (.../pods/{pod}/attach, routed here too) runs as argv ["<attach>"]: rules may
 match it; otherwise it prints the container's log lines and echoes stdin, exit 0.
+Registered commands (register_command(name, fn); fn None removes it; kept across
+reset()): when no rule matches, an exec whose command is `name` (argv[0]'s basename,
+after an optional `env VAR=value...` prefix, or the only command of an `sh -c`
+script without shell operators) runs fn(store, ns, pod, container, argv, stdin) ->
+(stdout, stderr, exit) (str or bytes), with argv as the command line (env prefix
+kept); fn returns None to decline (then the builtins run); an exception becomes
+an InternalError.
 No rule: builtins echo, cat, true, false, sleep N, hostname (the pod name), env,
 and sh/bash -c SCRIPT with those commands, exit N, ">&2" and ';', '&&', '||'
 (unknown in a script: stderr "sh: 1: X: not found", exit 127). An unknown argv[0]
@@ -143,6 +152,64 @@ def reset():
 
 
 reset()
+
+_commands = {}  # command name -> fn (register_command); survives reset()
+
+
+def register_command(name, fn):
+    """Install (fn) or remove (None) a programmatic exec command; see the module
+    comment ("Registered commands")."""
+    with _lock:
+        if fn is None:
+            _commands.pop(name, None)
+        else:
+            _commands[name] = fn
+
+
+def _command_words(argv):
+    """(registered fn, argv it sees) for an exec command line, or (None, None)."""
+    with _lock:
+        if not _commands:
+            return None, None
+        commands = dict(_commands)
+    words = list(argv)
+    if words and words[0].rsplit("/", 1)[-1] in ("sh", "bash", "ash", "dash") and len(words) == 3 and words[1] == "-c":
+        if re.search(r"[;&|<>`$(){}\n]", words[2]):
+            return None, None
+        try:
+            words = shlex.split(words[2])
+        except ValueError:
+            return None, None
+    i = 1 if words and words[0].rsplit("/", 1)[-1] == "env" else 0
+    while i < len(words) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[i]):
+        i += 1
+    if i >= len(words):
+        return None, None
+    fn = commands.get(words[i].rsplit("/", 1)[-1])
+    return (fn, words) if fn else (None, None)
+
+
+def _run_command(store, pod, container, argv, stdin):
+    """A _Result from a registered command, or None when there is none (or it declines)."""
+    fn, words = _command_words(argv)
+    if fn is None:
+        return None
+    try:
+        out = fn(store, _ns_of(pod), pod, container, words, bytes(stdin))
+    except Exception as e:  # noqa: BLE001
+        r = _Result()
+        r.error = "command %s failed in the double: %s" % (words[0], e)
+        return r
+    if out is None:
+        return None
+    r = _Result()
+    stdout, stderr, code = out
+    if stdout:
+        r.stdout.append(stdout.encode("utf-8") if isinstance(stdout, str) else bytes(stdout))
+    if stderr:
+        r.stderr.append(stderr.encode("utf-8") if isinstance(stderr, str) else bytes(stderr))
+    r.exit = int(code or 0)
+    return r
 
 
 # -- WebSocket (RFC 6455) framing ------------------------------------------------------
@@ -1096,7 +1163,7 @@ def handle_exec(handler, store, ns, pod_name, query):
             "stdin": "", "stdin_bytes": 0, "stdin_closed": False, "tty": tty, "resize": [], "pings": 0,
             "exit": None, "error": None, "time": time.time()}
     try:
-        _exec_session(ch, sock, pod, container, argv, want_stdin, want_stdout, want_stderr, tty, call)
+        _exec_session(ch, sock, pod, container, argv, want_stdin, want_stdout, want_stderr, tty, call, store)
     except (ConnectionClosed, ProtocolError, OSError) as e:
         call["error"] = call["error"] or "connection: %s" % e
         sock.shutdown()
@@ -1117,7 +1184,7 @@ def _record_call(call, sock):
         del _state["calls"][:-MAX_CALLS]
 
 
-def _exec_session(ch, sock, pod, container, argv, want_stdin, want_stdout, want_stderr, tty, call):
+def _exec_session(ch, sock, pod, container, argv, want_stdin, want_stdout, want_stderr, tty, call, store=None):
     ns, pod_name = pod["metadata"].get("namespace"), pod["metadata"]["name"]
     # The kubelet's "connected" signal: an empty frame on the first writable channel.
     ch.send(STDOUT if want_stdout else STDERR if want_stderr and not tty else ERROR)
@@ -1169,7 +1236,9 @@ def _exec_session(ch, sock, pod, container, argv, want_stdin, want_stdout, want_
         sock.shutdown()
         return
     rule = _find_rule(ns, pod_name, argv, container)
-    result = _run_rule(rule, stdin) if rule is not None else _run_builtin(argv, stdin, pod, container)
+    result = _run_rule(rule, stdin) if rule is not None else _run_command(store, pod, container, argv, stdin)
+    if result is None:
+        result = _run_builtin(argv, stdin, pod, container)
     call["rule"] = rule is not None
     if result.delay:
         _wait(sock, ch, result.delay, call)
