@@ -13,17 +13,14 @@ against baselines measured in that same run (STYLE.md rule 28):
   aws       `ferry lua tests/bench/aws.lua` against tests/bench/aws_botocore.py,
             both with the AWS double (tests/doubles/start): SigV4 signatures
             per second, and the mean aws.call round trip (STS GetCallerIdentity).
+  kube      tests/bench/kube_bench.py, with the Kubernetes double: decoding a
+            5,000-pod list in Ferry vs kubectl vs python3-kubernetes, and how soon
+            a rollout wait returns after the double marks the Deployment complete.
 
 Targets (start-up at least 10x faster than kubectl and under 8 MiB peak RSS;
 fan-out at least 10x faster than sequential) are printed as "meets"/"misses"
-for information. Exit status: 0, or 1 when a command fails to run.
-
-Peak RSS: ru_maxrss from os.wait4 on a child of this Python is never less than
-this Python's own RSS (~10 MiB), because Linux folds the high-water mark of the
-address space the child had before exec into its own (vfork shares ours, fork
-copies it). So peak RSS comes from GNU time (/usr/bin/time, Debian package
-`time`), which forks from a ~1 MiB process. Without it the wait4 figure is
-printed as an upper bound ("<=").
+for information. Exit status: 0, or 1 when a command fails to run. Peak RSS is
+GNU time's (see benchlib.py for why not os.wait4's).
 """
 
 import argparse
@@ -31,56 +28,16 @@ import json
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WARMUPS = 2
-RSS_RUNS = 3  # runs under GNU time; peak RSS hardly varies
-GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+import kube_bench
+from benchlib import DEVNULL, GNU_TIME, ROOT, WARMUPS, Failure, doubles, measure, run_json
+
 PYTHON_STACK = "import kubernetes, boto3, yaml"
 STARTUP_SPEEDUP, RSS_LIMIT_MIB, FANOUT_SPEEDUP = 10, 8, 10
-DEVNULL = subprocess.DEVNULL
-
-
-class Failure(Exception):
-    """A command the benchmark depends on did not run or did not succeed."""
-
-
-def spawn(cmd):
-    """Runs cmd once, output discarded; returns (wall seconds, ru_maxrss KiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not
-    if proc.returncode != 0:
-        raise Failure(f"{shlex.join(cmd)} exited with status {proc.returncode}")
-    return elapsed, usage.ru_maxrss
-
-
-def gnu_time_rss(cmd):
-    """Peak RSS in KiB of one run of cmd, as measured by GNU time."""
-    with tempfile.NamedTemporaryFile("r") as report:
-        done = subprocess.run([GNU_TIME, "-f", "%M", "-o", report.name, *cmd],
-                              stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
-        if done.returncode != 0:
-            raise Failure(f"{shlex.join(cmd)} exited with status {done.returncode} under {GNU_TIME}")
-        return int(report.read().split()[-1])
-
-
-def measure(cmd, runs):
-    """Median wall ms, peak RSS MiB and whether that RSS is exact (else an upper bound)."""
-    for _ in range(WARMUPS):
-        spawn(cmd)
-    samples = [spawn(cmd) for _ in range(runs)]
-    ms = statistics.median(seconds for seconds, _ in samples) * 1000
-    if GNU_TIME:
-        return ms, max(gnu_time_rss(cmd) for _ in range(RSS_RUNS)) / 1024, True
-    return ms, max(kib for _, kib in samples) / 1024, False
 
 
 def verdict(ok):
@@ -177,42 +134,11 @@ def fanout(ferry):
                 server.wait()
 
 
-def env_file(path):
-    """The variables an `export NAME=VALUE` file sets (values shell-quoted)."""
-    env = {}
-    with open(path) as f:
-        for line in f:
-            words = shlex.split(line)
-            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-                name, value = words[1].split("=", 1)
-                env[name] = value
-    return env
-
-
-def run_json(cmd, env):
-    """Runs cmd and returns the JSON object on the last line it printed."""
-    done = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=300, env=env)
-    if done.returncode != 0:
-        raise Failure(f"{shlex.join(cmd)} exited with status {done.returncode}:\n{done.stderr}")
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise Failure(f"{shlex.join(cmd)} printed no JSON line:\n{done.stdout}{done.stderr}")
-
-
 def aws(ferry, signs=20000, calls=50):
     """Ferry's SigV4 and aws.call against botocore's, both on the AWS double."""
-    with tempfile.TemporaryDirectory(prefix="ferry-bench-aws-") as state:
-        started = subprocess.run(["tests/doubles/start", state], stdin=DEVNULL, capture_output=True, text=True)
-        if started.returncode != 0:
-            raise Failure(f"tests/doubles/start failed:\n{started.stdout}{started.stderr}")
-        try:
-            env = dict(os.environ, **env_file(os.path.join(state, "env")))
-            env.pop("AWS_SESSION_TOKEN", None)
-            ours = run_json([ferry, "lua", "tests/bench/aws.lua", str(signs), str(calls)], env)
-            base = run_json([sys.executable, "tests/bench/aws_botocore.py", str(signs), str(calls)], env)
-        finally:
-            subprocess.run(["tests/doubles/stop", state], stdin=DEVNULL, capture_output=True)
+    with doubles("ferry-bench-aws-") as env:
+        ours = run_json([ferry, "lua", "tests/bench/aws.lua", str(signs), str(calls)], env)
+        base = run_json([sys.executable, "tests/bench/aws_botocore.py", str(signs), str(calls)], env)
     print(f"\nAWS: {signs} SigV4 signatures, then {calls} STS GetCallerIdentity calls against the double")
     print("                                   ferry     botocore     ratio")
     print(f"  signatures per second      {ours['signs_per_s']:10.0f}   {base['signs_per_s']:10.0f}   "
@@ -221,8 +147,19 @@ def aws(ferry, signs=20000, calls=50):
           f"{base['call_ms'] / ours['call_ms']:6.1f}x")
 
 
+def portworx(ferry):
+    """50 Portworx snapshots one by one, then through task.map (limit 16)."""
+    with doubles("ferry-bench-px-") as env:
+        times = run_json([ferry, "lua", "tests/bench/portworx.lua"], env)
+    seq, conc = times["sequential"], times["concurrent"]
+    print("\nPortworx: 50 volume snapshots through the SDK double (20 ms each, tests/bench/portworx.lua)")
+    print(f"  one by one                  {seq:8.3f} s")
+    print(f"  task.map, limit 16          {conc:8.3f} s")
+    print(f"  speed-up                    {seq / conc:8.1f}x")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Ferry's start-up and fan-out benchmarks.")
+    p = argparse.ArgumentParser(description="Ferry's benchmarks: start-up, fan-out, AWS, Kubernetes.")
     p.add_argument("--ferry", default="./ferry", help="the ferry binary (default ./ferry)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per command (default 20)")
     args = p.parse_args(argv)
@@ -242,6 +179,8 @@ def main(argv=None):
         print(f"  speed-up                    {seq / conc:8.1f}x   target >= {FANOUT_SPEEDUP}x: "
               f"{verdict(seq / conc >= FANOUT_SPEEDUP)}")
         aws(ferry)
+        portworx(ferry)
+        kube_bench.kube(ferry)
     except Failure as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
