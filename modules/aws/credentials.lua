@@ -25,6 +25,7 @@
 -- session token, web identity and container tokens) goes through log.secret.
 local errors = require("errors")
 local http = require("http")
+local time = require("http.time")
 local ini = require("aws.ini")
 local json = require("json")
 local log = require("log")
@@ -45,30 +46,16 @@ local function is_true(v)
   return v ~= nil and v:lower() == "true"
 end
 
--- Seconds since the epoch of a UTC civil date (independent of the local zone).
-local function utc_epoch(y, m, d, hh, mi, ss)
-  if m <= 2 then y, m = y - 1, m + 12 end
-  local days = 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 719469
-  return days * 86400 + hh * 3600 + mi * 60 + ss
-end
-
 ---Epoch seconds of an ISO 8601 / RFC 3339 timestamp ("2017-12-24T03:14:03Z",
----fractions and "+hh:mm" offsets allowed), or of a number (epoch seconds, as
----JSON protocols send them); nil when unreadable.
+---fractions and "+hh:mm" offsets allowed, no zone read as UTC), or of a number
+---(epoch seconds, as JSON protocols send them); nil when unreadable.
 ---@param v any
 ---@return integer?
 function M.parse_time(v)
   if type(v) == "number" then return math.floor(v) end
   if type(v) ~= "string" then return nil end
-  local y, mo, d, hh, mi, ss, rest = v:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return tonumber(v) and math.floor(tonumber(v)) or nil end
-  local t = utc_epoch(tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mi), tonumber(ss))
-  rest = rest:gsub("^%.%d+", "")
-  if rest == "" or rest == "Z" or rest == "z" then return t end
-  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
-  local off = tonumber(oh) * 3600 + tonumber(om) * 60
-  return sign == "+" and t - off or t + off
+  if not v:find("^%d%d%d%d%-") then return tonumber(v) and math.floor(tonumber(v)) or nil end
+  return (time.rfc3339(v, true))
 end
 
 -- Registers the secrets of creds with log.secret and returns creds.

@@ -9,6 +9,7 @@
 local M = ...
 local errors = require("errors")
 local task = require("task")
+local time = require("http.time")
 
 local transfer, open = M._transfer, M._open
 M._transfer, M._open = nil, nil
@@ -23,13 +24,6 @@ local RETRY_STATUS = {[429] = true, [502] = true, [503] = true, [504] = true}
 local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
                 Nov = 11, Dec = 12}
 
--- Seconds since the epoch of a UTC civil date (no dependence on the local zone).
-local function utc_epoch(y, m, d, hh, mm, ss)
-  if m <= 2 then y, m = y - 1, m + 12 end
-  local days = 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 719469
-  return days * 86400 + hh * 3600 + mm * 60 + ss
-end
-
 ---Seconds to wait that a Retry-After header asks for (delta-seconds or an
 ---HTTP-date), or nil when absent or unreadable.
 function M.retry_after(headers, now)
@@ -39,7 +33,7 @@ function M.retry_after(headers, now)
   if secs then return math.max(0, secs) end
   local d, mon, y, hh, mm, ss = v:match("^%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT$")
   if not d or not MONTHS[mon] then return nil end
-  local at = utc_epoch(tonumber(y), MONTHS[mon], tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss))
+  local at = time.utc_epoch(tonumber(y), MONTHS[mon], tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss))
   return math.max(0, at - (now or os.time()))
 end
 

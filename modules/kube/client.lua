@@ -25,6 +25,10 @@
 --   client:_resolve(resource, namespace?) → {path, collection, name, namespace, kind, api_version,
 --       resource, namespaced, group, version, verbs}
 --   client:_refresh_auth()         → after a 401: true when the credentials may have changed.
+--   client._stream_error(stream, op) → the Status-shaped error of a refused http.open stream.
+--   client:_resolve_pod(pod, namespace?) → _resolve's table for "name", "pod/name", "pods/name",
+--       a Pod object or {name, namespace}.
+--   client._pick_container(pod, wanted?) → the container kubectl picks in a Pod object.
 --
 -- tls-server-name: the server is reached at its own address while TLS (SNI and
 -- certificate verification) uses the configured name. Requests go to
@@ -49,6 +53,8 @@ Client.__index = Client
 Client.max_retries = 5 -- retries of one request after the first attempt
 Client.timeout = 60 -- seconds one request may take
 
+local MAX_ERROR_BODY = 64 * 1024 -- bytes of a refused stream's body read for its Status
+local DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 local SAFE = {GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true}
 local RETRY_5XX = {[500] = true, [502] = true, [503] = true, [504] = true}
 local REASONS = {
@@ -210,6 +216,18 @@ function Client._status_error(res, op)
   }
 end
 
+---The error object for a refused stream (http.open with a non-2xx status):
+---reads at most MAX_ERROR_BODY bytes of its body for the Status.
+---@return table
+function Client._stream_error(stream, op)
+  local body, size = {}, 0
+  for chunk in function() return stream:read() end do
+    body[#body + 1], size = chunk, size + #chunk
+    if size > MAX_ERROR_BODY then break end
+  end
+  return Client._status_error({status = stream.status, headers = stream.headers, body = table.concat(body)}, op)
+end
+
 local function transport_error(err, op)
   local e = {}
   for k, v in pairs(err) do e[k] = v end
@@ -342,6 +360,43 @@ function Client:_resolve(resource, namespace)
     version = entry.version,
     verbs = entry.verbs,
   }
+end
+
+---------------------------------------------------------------------------
+-- Pods (kube.exec and kube.logs)
+
+local function is_table(v) return type(v) == "table" end
+
+---Resolves a pod given as "name", "pod/name", "pods/name", a Pod object or
+---{name = ..., namespace = ...}; namespace, when given, wins over the pod's.
+---@return table as _resolve
+function Client:_resolve_pod(pod, namespace)
+  local ref, ns = pod, nil
+  if type(pod) == "string" then
+    if not pod:find("/", 1, true) then ref = "pods/" .. pod end
+  elseif is_table(pod) and pod.kind == nil and type(pod.name) == "string" and pod.metadata == nil then
+    ref, ns = "pods/" .. pod.name, pod.namespace
+  elseif is_table(pod) and pod.kind == nil and is_table(pod.metadata) then
+    ref, ns = "pods/" .. tostring(pod.metadata.name), pod.metadata.namespace
+  end
+  return self:_resolve(ref, namespace or ns)
+end
+
+---The container of a Pod object kubectl picks: `wanted` when given, else
+---the one the kubectl.kubernetes.io/default-container annotation names (when
+---the pod has such a container), else the first; nil for a pod without any.
+---@return string?
+function Client._pick_container(pod, wanted)
+  if wanted then return wanted end
+  local containers = is_table(pod.spec) and pod.spec.containers or {}
+  local annotations = is_table(pod.metadata) and pod.metadata.annotations
+  local named = is_table(annotations) and annotations[DEFAULT_CONTAINER]
+  if type(named) == "string" then
+    for _, c in ipairs(containers) do
+      if c.name == named then return named end
+    end
+  end
+  return is_table(containers[1]) and containers[1].name or nil
 end
 
 return Client

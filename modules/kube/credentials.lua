@@ -23,6 +23,7 @@
 local errors = require("errors")
 local json = require("json")
 local log = require("log")
+local time = require("http.time")
 
 local M = {}
 
@@ -40,27 +41,12 @@ local function read_file(path)
   return s
 end
 
-local function utc_epoch(y, m, d, hh, mm, ss)
-  if m <= 2 then y, m = y - 1, m + 12 end
-  local days = 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 719469
-  return days * 86400 + hh * 3600 + mm * 60 + ss
-end
-
 ---Epoch seconds of an RFC 3339 timestamp ("2030-01-01T00:00:00Z",
 ---"...T10:00:00.5+02:00"), or nil when it is not one.
 ---@param s string
 ---@return integer?
 function M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, hh, mi, ss, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  rest = rest:gsub("^%.%d+", "")
-  local t = utc_epoch(tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mi), tonumber(ss))
-  if rest == "Z" or rest == "z" then return t end
-  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
-  local off = tonumber(oh) * 3600 + tonumber(om) * 60
-  return sign == "+" and t - off or t + off
+  return (time.rfc3339(s))
 end
 
 ---Quotes s as one word for a POSIX shell.

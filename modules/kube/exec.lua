@@ -24,7 +24,6 @@ local V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
 local STDIN_FRAME = 64 * 1024 -- bytes of stdin per frame
 local CONNECT_ATTEMPTS = 3 -- for connections never made, 429 and 503
 local DEFAULT_TIMEOUT = 600 -- seconds, when opts.timeout is not given
-local DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 local CANCELLED = {cancelled = true, timeout = true, interrupted = true}
 
 local function is_table(v) return type(v) == "table" end
@@ -33,37 +32,6 @@ local function fail(code, fields, fmt, ...)
   local e = {code = code, message = fmt:format(...)}
   for k, v in pairs(fields or {}) do e[k] = v end
   error(errors.new(e), 0)
-end
-
--- The pod as a resource _resolve understands: "name", "pod/name" and
--- "pods/name" strings, an object, or {name = ..., namespace = ...}.
-local function pod_ref(pod)
-  if type(pod) == "string" then
-    if pod:find("/", 1, true) then return pod end
-    return "pods/" .. pod
-  end
-  if is_table(pod) and pod.kind == nil and type(pod.name) == "string" and pod.metadata == nil then
-    return "pods/" .. pod.name, pod.namespace
-  end
-  if is_table(pod) and pod.kind == nil and is_table(pod.metadata) then
-    return "pods/" .. tostring(pod.metadata.name), pod.metadata.namespace
-  end
-  return pod
-end
-
--- The container to run in, as kubectl chooses it: the one asked for, else the pod's
--- default-container annotation (when it names a container), else the first.
-local function pick_container(pod, wanted)
-  if wanted then return wanted end
-  local containers = is_table(pod.spec) and pod.spec.containers or {}
-  local annotations = is_table(pod.metadata) and pod.metadata.annotations
-  local named = is_table(annotations) and annotations[DEFAULT_CONTAINER]
-  if type(named) == "string" then
-    for _, c in ipairs(containers) do
-      if c.name == named then return named end
-    end
-  end
-  return is_table(containers[1]) and containers[1].name or nil
 end
 
 -- The exit code in a channel-3 Status, or a raise for any other outcome.
@@ -218,8 +186,7 @@ return function(Client)
     local timeout = opts.timeout or DEFAULT_TIMEOUT
     if type(timeout) ~= "number" or timeout <= 0 then error("kube exec: timeout must be a number > 0", 2) end
 
-    local ref, ns = pod_ref(pod)
-    local r = self:_resolve(ref, opts.namespace or ns)
+    local r = self:_resolve_pod(pod, opts.namespace)
     local function run()
       local obj = self:_request{method = "GET", path = r.path}
       local phase = is_table(obj.status) and obj.status.phase
@@ -227,7 +194,7 @@ return function(Client)
         fail("exec_failed", {phase = phase},
              "exec: cannot exec into a container in a completed pod; current phase is %s", phase)
       end
-      local container = pick_container(obj, opts.container)
+      local container = self._pick_container(obj, opts.container)
       local url = self:_url(r.path .. "/exec", {command = argv, container = container, stdin = opts.stdin and "true",
                                                stdout = "true", stderr = "true", tty = "false"})
       local ws = connect(self, url, "GET " .. r.path .. "/exec")

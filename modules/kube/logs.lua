@@ -15,8 +15,6 @@ local task = require("task")
 local MAX_LINE = 1024 * 1024 -- a longer log line reaches fn in pieces of this size
 local DEFAULT_TIMEOUT = 300 -- seconds for a log read that does not follow
 local FOREVER = 7 * 24 * 3600 -- the transfer timeout of a followed log without a deadline
-local DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
-local MAX_ERROR_BODY = 64 * 1024 -- bytes of a refused stream's body read for its Status
 local SERVICE_TYPES = {service = true, services = true, svc = true}
 
 local function is_table(v) return type(v) == "table" end
@@ -24,35 +22,6 @@ local function is_table(v) return type(v) == "table" end
 -- Percent-encodes one path component.
 local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
--- The pod as a resource _resolve understands (as in exec.lua).
-local function pod_ref(pod)
-  if type(pod) == "string" then
-    if pod:find("/", 1, true) then return pod end
-    return "pods/" .. pod
-  end
-  if is_table(pod) and pod.kind == nil and type(pod.name) == "string" and pod.metadata == nil then
-    return "pods/" .. pod.name, pod.namespace
-  end
-  if is_table(pod) and pod.kind == nil and is_table(pod.metadata) then
-    return "pods/" .. tostring(pod.metadata.name), pod.metadata.namespace
-  end
-  return pod
-end
-
--- The container kubectl logs reads when none is named: the one the
--- default-container annotation names (when the pod has it), else the first.
-local function pick_container(pod)
-  local containers = is_table(pod.spec) and pod.spec.containers or {}
-  local annotations = is_table(pod.metadata) and pod.metadata.annotations
-  local named = is_table(annotations) and annotations[DEFAULT_CONTAINER]
-  if type(named) == "string" then
-    for _, c in ipairs(containers) do
-      if c.name == named then return named end
-    end
-  end
-  return is_table(containers[1]) and containers[1].name or nil
 end
 
 -- The request table for client's server: its TLS and auth options plus these.
@@ -114,11 +83,10 @@ return function(Client)
     if not is_table(opts) then error("kube logs: opts must be a table", 2) end
     if fn ~= nil and type(fn) ~= "function" then error("kube logs: fn must be a function", 2) end
     if opts.follow and not fn then error("kube logs: follow needs a function to stream lines to", 2) end
-    local ref, ns = pod_ref(pod)
-    local r = self:_resolve(ref, opts.namespace or ns)
+    local r = self:_resolve_pod(pod, opts.namespace)
 
     local container = opts.container
-    if not container then container = pick_container(self:_request{method = "GET", path = r.path}) end
+    if not container then container = self._pick_container((self:_request{method = "GET", path = r.path})) end
     local since = opts.since
     local query = {
       container = container, follow = opts.follow and "true", previous = opts.previous and "true",
@@ -139,15 +107,7 @@ return function(Client)
       local limit = opts.timeout and opts.timeout + 5 or (opts.follow and FOREVER or DEFAULT_TIMEOUT)
       local stream = http.open(request(self, "GET", url, {headers = {Accept = "text/plain, */*"}, timeout = limit}))
       local _ <close> = setmetatable({}, {__close = function() pcall(stream.close, stream) end})
-      if stream.status ~= 200 then
-        local body, size = {}, 0
-        for chunk in function() return stream:read() end do
-          body[#body + 1], size = chunk, size + #chunk
-          if size > MAX_ERROR_BODY then break end
-        end
-        error(self._status_error({status = stream.status, headers = stream.headers, body = table.concat(body)},
-                                 "GET " .. r.path .. "/log"), 0)
-      end
+      if stream.status ~= 200 then error(self._stream_error(stream, "GET " .. r.path .. "/log"), 0) end
       each_line(stream, fn)
     end
     if not opts.timeout then return follow() end

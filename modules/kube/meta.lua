@@ -226,6 +226,27 @@ function Client:_resolve(resource, namespace) end
 ---@return boolean
 function Client:_refresh_auth() end
 
+---The Status-shaped error of a refused stream (http.open answered non-2xx),
+---from at most 64 KiB of its body.
+---@param stream table an open http stream
+---@param op string "GET /path", for the message
+---@return table
+function Client._stream_error(stream, op) end
+
+---_resolve for a pod: "name", "pod/name", "pods/name", a Pod object or
+---{name, namespace}; namespace, when given, wins over the pod's own.
+---@param pod string|table
+---@param namespace? string
+---@return table as _resolve
+function Client:_resolve_pod(pod, namespace) end
+
+---The container kubectl picks in a Pod object: wanted, else the one the
+---kubectl.kubernetes.io/default-container annotation names, else the first.
+---@param pod table
+---@param wanted? string
+---@return string?
+function Client._pick_container(pod, wanted) end
+
 ---------------------------------------------------------------------------
 -- Watches, waits, exec, logs and the service proxy (kube.watch, kube.wait,
 -- kube.exec, kube.logs)

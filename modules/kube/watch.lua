@@ -30,7 +30,6 @@ local MAX_EXPIRED = 5 -- consecutive 410s without a single event in between
 local PAGE = 500 -- items per LIST page, as kubectl asks
 local WATCH_SECONDS = {300, 600} -- server-side timeoutSeconds, random in this range (client-go)
 local SHORT_WATCH = 1 -- seconds: a stream ending this fast without events backs off first
-local MAX_ERROR_BODY = 64 * 1024 -- bytes of a failed stream's body read for its Status
 
 local function fail(code, fmt, ...)
   error(errors.new{code = code, message = fmt:format(...)}, 0)
@@ -258,13 +257,7 @@ function Watcher:watch_once()
     return "again"
   end
   if stream.status ~= 200 then
-    local body, size = {}, 0
-    for chunk in function() return stream:read() end do
-      body[#body + 1], size = chunk, size + #chunk
-      if size > MAX_ERROR_BODY then break end
-    end
-    local err = self.client._status_error({status = stream.status, headers = stream.headers,
-                                           body = table.concat(body)}, "WATCH " .. self.path)
+    local err = self.client._stream_error(stream, "WATCH " .. self.path)
     if err.reason == "Expired" or err.reason == "Gone" then return "expired" end
     err.retry_after = http.retry_after(stream.headers)
     error(err, 0)

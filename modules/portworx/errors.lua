@@ -148,6 +148,36 @@ function M.snapshot_limit(vol, count, cause)
          tostring(vol.id), tostring(vol.name), count, tostring(cause_text))
 end
 
+---Returns found (a volume named name, or nil) when its parent is parent_id;
+---else raises "AlreadyExists": the snapshot or clone name (what) is taken.
+---fields (grpc_code for the SDK) are added to {existing = found}.
+---@param found table?
+---@param name string
+---@param parent_id string
+---@param what "snapshot"|"clone"
+---@param fields? table
+---@return table?
+function M.check_parent(found, name, parent_id, what, fields)
+  if not found or found.parent == parent_id then return found end
+  local e = {existing = found}
+  for k, v in pairs(fields or {}) do e[k] = v end
+  M.fail("AlreadyExists", e,
+         "portworx: a volume named %q already exists with parent %s, not %s; choose another %s name", name,
+         tostring(found.parent or "(none)"), parent_id, what)
+end
+
+---Raises "FailedPrecondition" when v (a normalized volume) is not a snapshot
+---or clone and opts.force is not set: delete removes only those by default.
+---@param v table
+---@param opts table
+function M.check_deletable(v, opts)
+  if not v.parent and not opts.force then
+    M.fail("FailedPrecondition", {grpc_code = 9, volume = v.id},
+           "portworx: volume %s (%s) is not a snapshot or clone; pass {force = true} to delete it", v.id,
+           tostring(v.name))
+  end
+end
+
 ---------------------------------------------------------------------------
 -- Arguments
 

@@ -249,13 +249,7 @@ end
 function P:snapshots(vol, labels)
   local flags = filter_flags({"--snapshot"}, nil, labels)
   if vol then flags[#flags + 1] = "--parent"; flags[#flags + 1] = vol.id end
-  local out = {}
-  for _, v in ipairs(self:list(flags)) do
-    if v.snapshot and (vol == nil or v.parent == vol.id) and volume.has_labels(v.labels, labels) then
-      out[#out + 1] = v
-    end
-  end
-  return volume.sort_oldest_first(out)
+  return volume.snapshots_of(self:list(flags), vol, labels)
 end
 
 function P:snapshot_ref(ref)
@@ -264,14 +258,7 @@ end
 
 -- The volume named name when it has parent_id; AlreadyExists for another.
 function P:_existing(name, parent_id, what)
-  local found = self:list({"--all", "--name", name})[1]
-  if not found then return nil end
-  if found.parent ~= parent_id then
-    perr.fail("AlreadyExists", {existing = found},
-              "portworx: a volume named %q already exists with parent %s, not %s; choose another %s name", name,
-              tostring(found.parent or "(none)"), parent_id, what)
-  end
-  return found
+  return perr.check_parent(self:list({"--all", "--name", name})[1], name, parent_id, what)
 end
 
 function P:_snap_create(vol, name, labels)
@@ -329,11 +316,7 @@ function P:delete(ref, opts)
   local id = type(ref) == "table" and ref.id or ref
   local v = self:volume(id)
   if not v then return false end
-  if not v.parent and not opts.force then
-    perr.fail("FailedPrecondition", {grpc_code = 9, volume = v.id},
-              "portworx: volume %s (%s) is not a snapshot or clone; pass {force = true} to delete it", v.id,
-              tostring(v.name))
-  end
+  perr.check_deletable(v, opts)
   local args = self.legacy and v.snapshot and {"snap", "delete", v.id} or {"volume", "delete", v.id}
   local ok, err = pcall(self.run, self, args, {stdin = "Y\n"})
   if not ok and not perr.is_not_found(err) then error(err, 0) end

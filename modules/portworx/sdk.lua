@@ -107,13 +107,7 @@ end
 ---@param labels table?
 ---@return table[]
 function Sdk:snapshots(vol, labels)
-  local out = {}
-  for _, v in ipairs(self:find{labels = labels}) do
-    if v.snapshot and (vol == nil or v.parent == vol.id) and volume.has_labels(v.labels, labels) then
-      out[#out + 1] = v
-    end
-  end
-  return volume.sort_oldest_first(out)
+  return volume.snapshots_of(self:find{labels = labels}, vol, labels)
 end
 
 -- The snapshot or clone named name, or nil.
@@ -128,13 +122,8 @@ end
 -- has this parent (the create happened after all, or a rerun), else raises
 -- AlreadyExists for another parent, else nil.
 function Sdk:_existing(name, parent_id, what)
-  local found = self:_named(name)
+  local found = perr.check_parent(self:_named(name), name, parent_id, what, {grpc_code = 6})
   if not found then return nil end
-  if found.parent ~= parent_id then
-    perr.fail("AlreadyExists", {grpc_code = 6, existing = found},
-              "portworx: a volume named %q already exists with parent %s, not %s; choose another %s name", name,
-              tostring(found.parent or "(none)"), parent_id, what)
-  end
   return self:inspect(found.id)
 end
 
@@ -174,11 +163,7 @@ function Sdk:delete(ref, opts)
   local id = type(ref) == "table" and ref.id or ref
   local v = self:volume(id)
   if not v then return false end
-  if not v.parent and not opts.force then
-    perr.fail("FailedPrecondition", {grpc_code = 9, volume = v.id},
-              "portworx: volume %s (%s) is not a snapshot or clone; pass {force = true} to delete it", v.id,
-              tostring(v.name))
-  end
+  perr.check_deletable(v, opts)
   self.gw:call("DELETE", "/v1/volumes/" .. path_id(v.id), nil, {idempotent = true})
   return true
 end

@@ -11,6 +11,7 @@
 -- "detached", "up", "down"), nil for absent values and {} for no labels.
 -- Pure functions only; no I/O.
 local json = require("json")
+local time = require("http.time")
 
 local M = {}
 
@@ -102,35 +103,13 @@ function M.has_labels(labels, want)
   return true
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-local function days(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
-
----An RFC 3339 time ("2025-01-02T03:04:05.123456Z", "...+02:00") as epoch
----seconds with the fraction, or nil.
+---An RFC 3339 time ("2025-01-02T03:04:05.123456Z", "...+02:00"; no zone
+---is UTC) as epoch seconds with the fraction, or nil.
 ---@param s any
 ---@return number?
 function M.epoch(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  local frac, zone = rest:match("^(%.%d+)(.*)$")
-  if not frac then frac, zone = "", rest end
-  local offset = 0
-  if zone ~= "Z" and zone ~= "z" and zone ~= "" then
-    local sign, zh, zm = zone:match("^([+-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(zh) * 3600 + tonumber(zm) * 60) * (sign == "-" and -1 or 1)
-  end
-  local t = days(tonumber(y), tonumber(mo), tonumber(d)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60
-            + tonumber(sec) - offset
-  return t + (frac ~= "" and tonumber("0" .. frac) or 0)
+  local t, fraction = time.rfc3339(s, true)
+  return t and t + fraction
 end
 
 -- Natural order of names ("stage-2" before "stage-10"): digit runs compare as numbers.
@@ -167,6 +146,22 @@ function M.sort_oldest_first(list)
     return tostring(a.id) < tostring(b.id)
   end)
   return list
+end
+
+---The snapshots among list (normalized volumes) whose parent is vol (any
+---parent when vol is nil) and that carry labels, oldest first: a new list.
+---@param list table[]
+---@param vol table?
+---@param labels table?
+---@return table[]
+function M.snapshots_of(list, vol, labels)
+  local out = {}
+  for _, v in ipairs(list) do
+    if v.snapshot and (vol == nil or v.parent == vol.id) and M.has_labels(v.labels, labels) then
+      out[#out + 1] = v
+    end
+  end
+  return M.sort_oldest_first(out)
 end
 
 ---RFC 3339 with nanoseconds for an epoch time in nanoseconds (CSI

@@ -652,66 +652,32 @@ CONTROL_ROUTES = {
 
 
 class Server(serving.Server):
-    """Threaded server; with a TLS context, each connection's handshake runs in
-    its own thread so a slow or failing client never blocks accept()."""
+    """Threaded server with the request counters and stream logs the control
+    endpoints read; TLS as serving.Server does it."""
 
     name = "httpd"
 
     def __init__(self, address, tls_context=None, verbose=False):
         self.stats = Stats()
         self.streams = StreamLog()
-        self.tls_context = tls_context
-        super().__init__(address, Handler, verbose)
-
-    def finish_request(self, request, client_address):
-        if self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(serving.IDLE_TIMEOUT)  # bounds the handshake too
-        try:
-            conn = self.tls_context.wrap_socket(request, server_side=True)
-        except OSError as e:  # includes ssl.SSLError: bad client, unknown CA, ...
-            if self.verbose:
-                sys.stderr.write(f"httpd: TLS handshake with {client_address[0]}: {e}\n")
-            return
-        # wrap_socket took over the descriptor; `request` is now detached, so the
-        # base class's shutdown_request() on it is a no-op and we close `conn`.
-        try:
-            super().finish_request(conn, client_address)
-        finally:
-            try:
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            conn.close()
+        super().__init__(address, Handler, verbose, tls_context)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Loopback HTTP/HTTPS test server for Ferry.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    serving.add_listen_args(p)
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM pair")
     p.add_argument("--client-ca", metavar="CA", help="with --tls: require client certificates signed by CA")
-    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    tls_context = None
-    if args.tls:
-        tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls_context.load_cert_chain(*args.tls)
-        tls_context.set_alpn_protocols(["http/1.1"])  # never let a client pick h2
-        if args.client_ca:
-            tls_context.verify_mode = ssl.CERT_REQUIRED
-            tls_context.load_verify_locations(args.client_ca)
-
+    tls_context = serving.tls_context(*args.tls, args.client_ca) if args.tls else None
     serving.stop_on_signals()
     server = Server((args.host, args.port), tls_context, args.verbose)
     scheme = "https" if tls_context else "http"
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    host = serving.url_host(args.host)
     return serving.serve(server, args.port_file, lambda port: f"httpd: listening on {scheme}://{host}:{port}")
 
 

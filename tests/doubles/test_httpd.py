@@ -11,76 +11,27 @@ form "N passed, N failed"; exits non-zero if anything failed.
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import traceback
+
+import testlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HTTPD = os.path.join(HERE, "httpd.py")
 CERTS_SH = os.path.join(HERE, "certs.sh")
 DEADLINE = 10.0  # seconds allowed for any condition we wait on
 
-TESTS = []
+TESTS = test = testlib.Tests()
+check, wait_for = testlib.check, testlib.wait_for
 
 
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def wait_for(condition, what, deadline=DEADLINE):
-    """Poll `condition` until it returns a true value; fail after `deadline` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
-
-
-class Httpd:
+def Httpd(workdir, name, *args):
     """One httpd.py subprocess on a free port."""
-
-    def __init__(self, workdir, name, *args):
-        self.port_file = os.path.join(workdir, f"{name}.port")
-        self.log_file = os.path.join(workdir, f"{name}.log")
-        with open(self.log_file, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, HTTPD, "--port", "0", "--port-file", self.port_file, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-
-        def port():
-            if self.proc.poll() is not None:
-                with open(self.log_file) as log:
-                    raise AssertionError(f"httpd {name} exited: {log.read()!r}")
-            try:
-                with open(self.port_file) as f:
-                    return int(f.read())
-            except FileNotFoundError:
-                return None
-
-        self.port = wait_for(port, f"httpd {name} port file")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=DEADLINE)
+    return testlib.Server(HTTPD, workdir, f"httpd-{name}", *args, deadline=DEADLINE)
 
 
 # Filled in by main(): the servers and the certificate directory under test.
@@ -426,13 +377,13 @@ def tls_fails_with_another_ca():
 def sigterm_exits_cleanly():
     # Last: stops both servers and checks they exit 0 promptly.
     for server in (plain, tls):
-        rc = server.stop()
+        rc = server.stop(DEADLINE)
         check(rc == 0, f"exit status {rc}")
 
 
 def main():
     global plain, tls, certs
-    passed = failed = 0
+    tally = testlib.Tally()
     with tempfile.TemporaryDirectory(prefix="ferry-httpd-test.") as work:
         certs = os.path.join(work, "certs")
         servers = []
@@ -440,30 +391,16 @@ def main():
             subprocess.run([CERTS_SH, certs], check=True)
             plain = Httpd(work, "plain")
             servers.append(plain)
-            tls = Httpd(
-                work, "tls", "--tls", os.path.join(certs, "server.pem"), os.path.join(certs, "server.key")
-            )
+            tls = Httpd(work, "tls", "--tls", os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"))
             servers.append(tls)
-            for fn in TESTS:
-                try:
-                    fn()
-                    passed += 1
-                    print(f"ok   {fn.__name__}")
-                except Exception as e:
-                    failed += 1
-                    print(f"FAIL {fn.__name__}: {e!r}")
-                    if not isinstance(e, AssertionError):
-                        traceback.print_exc()
+            testlib.run(TESTS, tally=tally)
         except Exception as e:
-            failed += 1
+            tally.failed += 1
             print(f"FAIL setup: {e!r}")
         finally:
             for server in servers:
-                if server.proc.poll() is None:
-                    server.proc.kill()
-                    server.proc.wait()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+                server.kill()
+    return testlib.summary(tally)
 
 
 if __name__ == "__main__":

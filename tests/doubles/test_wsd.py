@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
+import testlib
 import websocket  # websocket-client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,40 +26,13 @@ CERTS_SH = os.path.join(HERE, "certs.sh")
 DEADLINE = 10.0  # seconds allowed for any condition we wait on
 K8S = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 
-TESTS = []
+TESTS = test = testlib.Tests()
+check = testlib.check
 
 
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
-
-
-class Wsd:
+def Wsd(workdir, name, *args):
     """One wsd.py subprocess on a free port."""
-
-    def __init__(self, workdir, name, *args):
-        port_file = os.path.join(workdir, f"{name}.port")
-        self.log_file = os.path.join(workdir, f"{name}.log")
-        with open(self.log_file, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, WSD, "--port", "0", "--port-file", port_file, *args],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        end = time.monotonic() + DEADLINE
-        while not os.path.exists(port_file):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                with open(self.log_file) as f:
-                    raise AssertionError(f"wsd {name} did not start: {f.read()!r}")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            self.port = int(f.read())
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(DEADLINE)
+    return testlib.Server(WSD, workdir, f"wsd-{name}", *args, deadline=DEADLINE)
 
 
 def connect(url, **kw):
@@ -199,22 +172,12 @@ def main():
         env.ws, env.ws_port = f"ws://127.0.0.1:{plain.port}", plain.port
         env.wss = f"wss://localhost:{tls.port}"
         env.ca = os.path.join(certs, "ca.pem")
-        passed = failed = 0
         try:
-            for fn in TESTS:
-                try:
-                    fn(env)
-                    passed += 1
-                    print(f"ok   wsd.{fn.__name__}")
-                except Exception:
-                    failed += 1
-                    print(f"FAIL wsd.{fn.__name__}")
-                    traceback.print_exc()
+            tally = testlib.run(TESTS, env, prefix="wsd.")
         finally:
-            plain.stop()
-            tls.stop()
-        print(f"{passed} passed, {failed} failed")
-        return 1 if failed else 0
+            plain.stop(DEADLINE)
+            tls.stop(DEADLINE)
+        return testlib.summary(tally)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ import select
 import hashlib
 import json
 import socket
-import ssl
 import struct
 import sys
 import threading
@@ -569,55 +568,32 @@ class Handler(serving.Handler):
 
 
 class Server(serving.Server):
-    """Threaded server; with a TLS context, each connection's handshake runs in its
-    own thread."""
+    """Threaded server with the event log and barriers the commands use; TLS as
+    serving.Server does it, but a TLS connection is closed without shutdown()."""
 
     name = "wsd"
+    tls_shutdown_write = False
 
     def __init__(self, address, tls_context=None, verbose=False):
-        self.tls_context = tls_context
         self.events = Events()
         self.barriers = Barriers()
-        super().__init__(address, Handler, verbose)
-
-    def finish_request(self, request, client_address):
-        if self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(serving.IDLE_TIMEOUT)
-        try:
-            conn = self.tls_context.wrap_socket(request, server_side=True)
-        except OSError as e:
-            if self.verbose:
-                sys.stderr.write(f"wsd: TLS handshake with {client_address[0]}: {e}\n")
-            return
-        try:
-            super().finish_request(conn, client_address)
-        finally:
-            conn.close()
+        super().__init__(address, Handler, verbose, tls_context)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Loopback WebSocket test server for Ferry.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    serving.add_listen_args(p)
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss with this PEM pair")
-    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    tls_context = None
-    if args.tls:
-        tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls_context.load_cert_chain(*args.tls)
-        tls_context.set_alpn_protocols(["http/1.1"])
+    tls_context = serving.tls_context(*args.tls) if args.tls else None
     serving.stop_on_signals()
     server = Server((args.host, args.port), tls_context, args.verbose)
     scheme = "wss" if tls_context else "ws"
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    host = serving.url_host(args.host)
     return serving.serve(server, args.port_file, lambda port: f"wsd: listening on {scheme}://{host}:{port}")
 
 

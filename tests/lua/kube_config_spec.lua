@@ -90,6 +90,25 @@ describe("kube config", function()
   end
 
   -- The kubeconfig error a configuration raises.
+  -- Checks that client's token, read from the file name holding tokens[1],
+  -- is trusted for 60 seconds, then re-read (tokens[2]), and re-read at once
+  -- after a 401 (tokens[3]).
+  local function assert_rereads_token(client, name, tokens)
+    local now = 1000
+    client._auth.now = function() return now end
+    local function bearer() return client:_http_options().headers.Authorization end
+    assert.equal("Bearer " .. tokens[1], bearer())
+    file(name, tokens[2])
+    now = now + 59
+    assert.equal("Bearer " .. tokens[1], bearer())
+    now = now + 1
+    assert.equal("Bearer " .. tokens[2], bearer())
+    file(name, tokens[3])
+    assert.is_true(client:_refresh_auth())
+    assert.equal("Bearer " .. tokens[3], bearer())
+    assert.is_false(client:_refresh_auth()) -- unchanged: retrying would not help
+  end
+
   local function config_error(text, opts)
     local err = support.raised(connect_text, text, opts)
     assert.is_true(errors.is(err, "kubeconfig"), tostring(err))
@@ -217,18 +236,7 @@ contexts:
     it("reads a token file, again after 60 seconds and after a 401", function()
       file("tok", "first-token-aaaa\n")
       local client = connect_text(config({"server: https://k:6443"}, {"tokenFile: tok"}))
-      local now = 1000
-      client._auth.now = function() return now end
-      assert.equal("Bearer first-token-aaaa", client:_http_options().headers.Authorization)
-      file("tok", "second-token-bbbb")
-      now = now + 59
-      assert.equal("Bearer first-token-aaaa", client:_http_options().headers.Authorization)
-      now = now + 1
-      assert.equal("Bearer second-token-bbbb", client:_http_options().headers.Authorization)
-      file("tok", "third-token-cccc")
-      assert.is_true(client:_refresh_auth())
-      assert.equal("Bearer third-token-cccc", client:_http_options().headers.Authorization)
-      assert.is_false(client:_refresh_auth()) -- unchanged: retrying would not help
+      assert_rereads_token(client, "tok", {"first-token-aaaa", "second-token-bbbb", "third-token-cccc"})
     end)
   end)
 
@@ -519,17 +527,7 @@ contexts:
 
     it("re-reads the rotated token after 60 seconds and after a 401", function()
       local client = kube.connect{in_cluster = true, _getenv = sa_env()}
-      local now = 5000
-      client._auth.now = function() return now end
-      assert.equal("Bearer sa-token-one", client:_http_options().headers.Authorization)
-      file("sa/token", "sa-token-two")
-      now = now + 30
-      assert.equal("Bearer sa-token-one", client:_http_options().headers.Authorization)
-      now = now + 30
-      assert.equal("Bearer sa-token-two", client:_http_options().headers.Authorization)
-      file("sa/token", "sa-token-three")
-      client:_refresh_auth()
-      assert.equal("Bearer sa-token-three", client:_http_options().headers.Authorization)
+      assert_rereads_token(client, "sa/token", {"sa-token-one", "sa-token-two", "sa-token-three"})
     end)
 
     it("brackets an IPv6 service host", function()

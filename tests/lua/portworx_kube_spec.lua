@@ -7,19 +7,14 @@ local ks = require("kube_support")
 local pxs = require("portworx_support")
 
 describe("portworx kube backend", function()
-  describe("with CSI snapshots", function()
-    pxs.behaves_like_a_backend({
-      backend = "kube", tag = "-csi", extra = {snapshot_api = "csi"},
-      fail_snapshot = function(client) ks.controllers(client, {snapshot_error = {"data"}}) end,
-    }, it, before_each)
-  end)
-
-  describe("with STORK snapshots", function()
-    pxs.behaves_like_a_backend({
-      backend = "kube", tag = "-stork", extra = {snapshot_api = "stork"},
-      fail_snapshot = function(client) ks.controllers(client, {snapshot_error = {"data"}}) end,
-    }, it, before_each)
-  end)
+  for _, api in ipairs({"csi", "stork"}) do
+    describe("with " .. api:upper() .. " snapshots", function()
+      pxs.behaves_like_a_backend({
+        backend = "kube", tag = "-" .. api, extra = {snapshot_api = api},
+        fail_snapshot = function(client) ks.controllers(client, {snapshot_error = {"data"}}) end,
+      }, it, before_each)
+    end)
+  end
 
   describe("restores and classes", function()
     local client, ns

@@ -7,6 +7,7 @@
 -- plus argument errors and secrets kept out of error messages.
 local aws = require("aws")
 local json = require("json")
+local time = require("http.time")
 local lfs = require("lfs")
 
 -- ---- where the suite is: <repo>/../shared, wherever the clone lives ----
@@ -125,16 +126,10 @@ end
 
 -- ---- time, independent of the signer ----
 
-local function utc_epoch(y, m, d, hh, mm, ss)
-  if m <= 2 then y, m = y - 1, m + 12 end
-  local days = 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 719469
-  return days * 86400 + hh * 3600 + mm * 60 + ss
-end
-
 local function epoch_of(stamp) -- "2015-08-30T12:36:00Z" or "20150830T123600Z"
   local y, mo, d, h, mi, s = stamp:match("^(%d%d%d%d)-?(%d%d)-?(%d%d)T(%d%d):?(%d%d):?(%d%d)Z$")
   assert(y, "unreadable timestamp " .. stamp)
-  return utc_epoch(tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s))
+  return time.utc_epoch(tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s))
 end
 
 -- ---- comparing results with the files ----

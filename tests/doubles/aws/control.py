@@ -42,14 +42,13 @@ answers are JSON; a bad request gets 400 {"error": "...", "message": "..."}.
   *    /_ferry/<service>[/…]  the service's own control hook (seeding), see its file
 """
 
-import itertools
 import json
-import threading
 import time
 from urllib.parse import parse_qsl
 
 from base import AwsError, CallContext
 from credentials import ACCOUNT_ID, Key
+import faults  # tests/doubles/faults.py
 import protocols
 
 KINDS = ("throttle", "error500", "slow", "drop", "expire_credentials", "error")
@@ -106,66 +105,12 @@ class Fault:
         return out
 
 
-class Faults:
+class CallLog(faults.Log):
     def __init__(self):
-        self._lock = threading.Lock()
-        self._faults = []
-
-    def add(self, fault):
-        with self._lock:
-            if len(self._faults) >= MAX_FAULTS:
-                raise ValueError(f"over {MAX_FAULTS} pending faults; POST /_ferry/reset")
-            self._faults.append(fault)
-
-    def take(self, service, operation):
-        """The fault the next matching call gets (consuming one use), or None."""
-        with self._lock:
-            for fault in self._faults:
-                if not fault.matches(service, operation):
-                    continue
-                if fault.skip > 0:
-                    fault.skip -= 1
-                    continue
-                if fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                return fault
-            return None
-
-    def listing(self):
-        with self._lock:
-            return [f.public() for f in self._faults]
-
-    def clear(self):
-        with self._lock:
-            self._faults = []
-
-
-class CallLog:
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._calls = []
-        self._seq = itertools.count(1)
-
-    def add(self, entry):
-        with self._lock:
-            entry["seq"] = next(self._seq)
-            self._calls.append(entry)
-            if len(self._calls) > MAX_CALLS:
-                del self._calls[: len(self._calls) - MAX_CALLS]
+        super().__init__(MAX_CALLS)
 
     def query(self, service=None, operation=None, since=0):
-        with self._lock:
-            return [
-                c
-                for c in self._calls
-                if c["seq"] > since and service in (None, c["service"]) and operation in (None, c["operation"])
-            ]
-
-    def clear(self):
-        with self._lock:
-            self._calls = []
+        return self.select(lambda c: c["seq"] > since and service in (None, c["service"]) and operation in (None, c["operation"]))
 
 
 class ControlError(Exception):
@@ -246,8 +191,8 @@ def _faults(core, method, body):
         specs = body.get("faults") if isinstance(body, dict) and "faults" in body else [body]
         if not isinstance(specs, list):
             raise ControlError(400, "BadRequest", "faults must be a list")
-        faults = [Fault(s) for s in specs]  # all valid, or none added
-        for f in faults:
+        added = [Fault(s) for s in specs]  # all valid, or none added
+        for f in added:
             core.faults.add(f)
     elif method == "DELETE":
         core.faults.clear()

@@ -46,6 +46,7 @@ sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 
 import auth  # noqa: E402
 import control  # noqa: E402
+import faults  # noqa: E402
 import models  # noqa: E402
 import protocols  # noqa: E402
 import serving  # noqa: E402
@@ -107,7 +108,7 @@ class Core:
         self.region = region
         self.lock = threading.RLock()  # serializes service calls and control hooks
         self.keys = Keystore()
-        self.faults = control.Faults()
+        self.faults = faults.Faults(control.MAX_FAULTS)  # take(service, operation)
         self.calls = control.CallLog()
         self.providers = Providers(self.keys, region)
         self.offset = 0.0
@@ -393,12 +394,6 @@ class Core:
         return 200, {"arn": result["Arn"], "account": result["Account"], "user_id": result["UserId"]}
 
 
-class HttpError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
 class Handler(serving.Handler):
     server_version = "ferry-aws/1"
 
@@ -408,81 +403,31 @@ class Handler(serving.Handler):
 
     def _dispatch(self):
         try:
-            body = self._read_body()
-        except HttpError as e:
+            body = self.read_body(MAX_BODY)
+        except serving.HttpError as e:
             self.close_connection = True
             self._send(protocols.plain_json(e.status, {"error": str(e)}))
             return
         except OSError:
             self.close_connection = True
             return
-        try:
-            if self.path.startswith("/_ferry/"):
-                path, _, query = self.path.partition("?")
-                response = control.handle(self.server.core, self.command, path, query, body)
-            else:
-                response = self.server.core.handle(Request(self.command, self.path, self.headers, body))
-        except Exception:
-            sys.stderr.write(f"aws: error handling {self.command} {self.path}\n")
-            traceback.print_exc()
-            self.close_connection = True
-            response = protocols.plain_json(500, {"error": "internal error in Ferry's AWS test double"})
+        response = self.guarded(lambda: self._route(body), lambda: protocols.plain_json(500, {"error": "internal error in Ferry's AWS test double"}))
         if response is DROP:
             self.close_connection = True
             return
-        try:
-            self._send(response)
-        except OSError:
-            self.close_connection = True
+        self._send(response)
 
-    def _read_body(self):
-        te = self.headers.get("Transfer-Encoding")
-        if te is not None:
-            if te.strip().lower() != "chunked":
-                raise HttpError(501, f"unsupported Transfer-Encoding: {te}")
-            parts, total = [], 0
-            while True:
-                line = self.rfile.readline(1026)
-                if not line.endswith(b"\n"):
-                    raise HttpError(400, "bad chunked body")
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise HttpError(400, "bad chunk size") from None
-                if size == 0:
-                    while self.rfile.readline(1026) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                total += size
-                if total > MAX_BODY:
-                    raise HttpError(413, f"body over {MAX_BODY} bytes")
-                parts.append(self._read_exact(size))
-                self.rfile.readline(3)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        if not length.strip().isdigit():
-            raise HttpError(400, "bad Content-Length")
-        if int(length) > MAX_BODY:
-            raise HttpError(413, f"body over {MAX_BODY} bytes")
-        return self._read_exact(int(length))
-
-    def _read_exact(self, size):
-        data = self.rfile.read(size)
-        if len(data) != size:
-            raise ConnectionError("client closed the connection mid-body")
-        return data
+    def _route(self, body):
+        if self.path.startswith("/_ferry/"):
+            path, _, query = self.path.partition("?")
+            return control.handle(self.server.core, self.command, path, query, body)
+        return self.server.core.handle(Request(self.command, self.path, self.headers, body))
 
     def _send(self, response):
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and response.body:
-            self.wfile.write(response.body)
+        try:
+            self.send_whole(response.status, response.headers, response.body)
+        except OSError:
+            self.close_connection = True
 
 
 class Server(serving.Server):
@@ -495,13 +440,10 @@ class Server(serving.Server):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Loopback AWS test double for Ferry.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    serving.add_listen_args(p)
     p.add_argument("--state-dir", metavar="DIR", help="handed to services as CallContext.state_dir")
     p.add_argument("--models", metavar="DIR", default=models.default_root(), help="botocore models root")
     p.add_argument("--region", default="eu-west-1", help="region of unsigned calls and IMDS")
-    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p.parse_args(argv)
 
 

@@ -18,11 +18,9 @@ import base64
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import boto3
 import botocore
@@ -35,30 +33,19 @@ from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.append(os.path.dirname(HERE))  # testlib.py
 import credentials as creds_module  # noqa: E402
 import models  # noqa: E402
 import sigv4  # noqa: E402
+import testlib  # noqa: E402
 
 SUITE = os.path.join(os.path.dirname(models.default_root()), "sigv4-testsuite", "aws-c-auth", "v4")
 AKID, SECRET = creds_module.DEFAULT_ACCESS_KEY_ID, creds_module.DEFAULT_SECRET_ACCESS_KEY
 REGION = "eu-west-1"
 DEADLINE = 10.0
-TESTS = []
+TESTS = test = testlib.Tests()
 BASE = ""  # http://127.0.0.1:PORT once started
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
-
-
-def eq(a, b, what):
-    check(a == b, f"{what}: {a!r} != {b!r}")
+check, eq = testlib.check, testlib.eq
 
 
 # -- plumbing -----------------------------------------------------------------------
@@ -532,62 +519,30 @@ def codepipeline_operations():
 # -- runner ----------------------------------------------------------------------------
 
 
-def start_server(workdir):
-    port_file = os.path.join(workdir, "aws.port")
-    log = open(os.path.join(workdir, "aws.log"), "wb")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "server.py"), "--port", "0", "--port-file", port_file, "--state-dir", workdir],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    end = time.monotonic() + DEADLINE
-    while not os.path.exists(port_file):
-        if proc.poll() is not None or time.monotonic() > end:
-            proc.kill()
-            log.close()
-            with open(log.name, "rb") as f:
-                sys.stderr.write(f.read().decode(errors="replace"))
-            raise SystemExit("test_conformance: server.py did not start")
-        time.sleep(0.02)
-    with open(port_file) as f:
-        return proc, log, int(f.read())
-
-
 def main():
     global BASE
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     with tempfile.TemporaryDirectory() as workdir:
-        proc, log, port = start_server(workdir)
-        BASE = f"http://127.0.0.1:{port}"
-        passed = failed = 0
+        try:
+            server = testlib.Server(os.path.join(HERE, "server.py"), workdir, "aws", "--state-dir", workdir, deadline=DEADLINE)
+        except AssertionError as e:
+            sys.stderr.write(f"{e}\n")
+            raise SystemExit("test_conformance: server.py did not start") from None
+        BASE = f"http://127.0.0.1:{server.port}"
+        tally = testlib.Tally()
         try:
             health = ctl("GET", "health")
             if health["load_errors"]:
                 print(f"FAIL service files: {health['load_errors']}")
-                failed += 1
-            for fn in TESTS:
-                if only not in fn.__name__:
-                    continue
-                ctl("POST", "reset")
-                try:
-                    fn()
-                    passed += 1
-                    print(f"ok   {fn.__name__}")
-                except Exception:
-                    failed += 1
-                    print(f"FAIL {fn.__name__}")
-                    traceback.print_exc(file=sys.stdout)
+                tally.failed += 1
+            testlib.run(TESTS, only=only, tally=tally, before=lambda fn: ctl("POST", "reset"))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-            if failed:
-                with open(log.name, "rb") as f:
-                    tail = f.read()[-4000:].decode(errors="replace")
+            server.stop()
+            if tally.failed:
+                tail = server.log(tail=4000)
                 if tail:
                     print("--- server log (tail) ---\n" + tail)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testlib.summary(tally)
 
 
 if __name__ == "__main__":

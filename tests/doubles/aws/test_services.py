@@ -16,16 +16,17 @@ import json
 import os
 import sys
 import threading
-import traceback
 
 sys.dont_write_bytecode = True   # leave no __pycache__ in the tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.append(os.path.dirname(HERE))  # testlib.py
 
 from base import AwsError, CallContext  # noqa: E402
 import codepipeline  # noqa: E402
 import ecr  # noqa: E402
 import models  # noqa: E402
+import testlib  # noqa: E402
 
 ACCOUNT = "123456789012"
 T0 = 1_700_000_000.0
@@ -662,18 +663,8 @@ def test_cp_control_and_reset():
 
 def main():
     only = sys.argv[1] if len(sys.argv) > 1 else ""
-    passed = failed = 0
-    for name, fn in list(globals().items()):
-        if not name.startswith("test_") or only not in name:
-            continue
-        try:
-            fn()
-            passed += 1
-        except Exception:   # noqa: BLE001
-            failed += 1
-            print("FAIL %s\n%s" % (name, traceback.format_exc()))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    tests = [fn for name, fn in list(globals().items()) if name.startswith("test_")]
+    return testlib.summary(testlib.run(tests, only=only, quiet=True))
 
 
 if __name__ == "__main__":

@@ -57,12 +57,11 @@ bad request gets 400 {"error": "BadRequest", "message": "..."}.
   POST /_ferry/proxy        JSON handed to streams.configure_proxy()
 """
 
-import itertools
 import json
-import threading
 import time
 from urllib.parse import parse_qsl
 
+import faults  # tests/doubles/faults.py
 from store import ApiError
 
 KINDS = ("throttle", "error", "drop", "slow", "unauthorized", "expire_token", "expired", "end_watch", "apply_conflict")
@@ -183,74 +182,26 @@ class Fault:
         return ApiError(self.status, reason, message, details or None, headers)
 
 
-class Faults:
+class RequestLog(faults.Log):
     def __init__(self):
-        self._lock = threading.Lock()
-        self._faults = []
-
-    def add(self, fault):
-        with self._lock:
-            if len(self._faults) >= MAX_FAULTS:
-                raise ValueError(f"over {MAX_FAULTS} pending faults; POST /_ferry/reset")
-            self._faults.append(fault)
-
-    def take(self, info):
-        """The fault this request gets (consuming one use), or None."""
-        with self._lock:
-            for fault in self._faults:
-                if not fault.matches(info):
-                    continue
-                if fault.skip > 0:
-                    fault.skip -= 1
-                    continue
-                if fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                return fault
-            return None
-
-    def listing(self):
-        with self._lock:
-            return [f.public() for f in self._faults]
-
-    def clear(self):
-        with self._lock:
-            self._faults = []
-
-
-class RequestLog:
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._entries = []
-        self._seq = itertools.count(1)
-
-    def add(self, entry):
-        with self._lock:
-            entry["seq"] = next(self._seq)
-            self._entries.append(entry)
-            if len(self._entries) > MAX_REQUESTS:
-                del self._entries[: len(self._entries) - MAX_REQUESTS]
+        super().__init__(MAX_REQUESTS)
 
     def query(self, filters):
         since = int(filters.get("since", "0")) if str(filters.get("since", "0")).isdigit() else 0
-        with self._lock:
-            out = []
-            for e in self._entries:
-                if e["seq"] <= since:
-                    continue
-                if any(filters.get(k) not in (None, "") and str(e.get(k)) != filters[k] for k in ("verb", "resource", "namespace", "name", "method", "subresource")):
-                    continue
-                if filters.get("watch") in ("true", "1") and not e.get("watch"):
-                    continue
-                if filters.get("watch") in ("false", "0") and e.get("watch"):
-                    continue
-                out.append(dict(e))
-            return out
+        watch = filters.get("watch")
 
-    def clear(self):
-        with self._lock:
-            self._entries = []
+        def keep(e):
+            if e["seq"] <= since:
+                return False
+            if any(filters.get(k) not in (None, "") and str(e.get(k)) != filters[k] for k in ("verb", "resource", "namespace", "name", "method", "subresource")):
+                return False
+            if watch in ("true", "1") and not e.get("watch"):
+                return False
+            if watch in ("false", "0") and e.get("watch"):
+                return False
+            return True
+
+        return [dict(e) for e in self.select(keep)]
 
 
 class ControlError(Exception):
@@ -308,8 +259,8 @@ def route(core, method, path, query, body):
         _need(method, "GET", "POST", "DELETE")
         if method == "POST":
             specs = body.get("faults") if isinstance(body, dict) and "faults" in body else (body if isinstance(body, list) else [body])
-            faults = [Fault(s) for s in specs]  # all valid, or none added
-            for f in faults:
+            added = [Fault(s) for s in specs]  # all valid, or none added
+            for f in added:
                 core.faults.add(f)
         elif method == "DELETE":
             core.faults.clear()

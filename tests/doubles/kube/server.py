@@ -59,6 +59,7 @@ sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 
 import auth as auth_module  # noqa: E402
 import control  # noqa: E402
+import faults  # noqa: E402
 import discovery  # noqa: E402
 import openapi  # noqa: E402
 import patch as patch_module  # noqa: E402
@@ -138,7 +139,7 @@ class Core:
         self.store = Store()
         self.schemas = schema_module.Schemas(swagger)
         self.auth = auth_module.Auth(eks_verify, eks_cluster, anonymous_admin=not tls)
-        self.faults = control.Faults()
+        self.faults = faults.Faults(control.MAX_FAULTS)  # take(info)
         self.requests = control.RequestLog()
         self.config = dict(DEFAULT_CONFIG)
         self.snapshots = {}  # continue-token id -> (created, items, rv)
@@ -389,12 +390,6 @@ def _verb(info, method):
 # -- the request handler -----------------------------------------------------------
 
 
-class HttpError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
 class Handler(serving.Handler):
     server_version = "ferry-kube/1"
     timeout = IDLE_TIMEOUT
@@ -411,62 +406,17 @@ class Handler(serving.Handler):
         except (ValueError, OSError):
             return None
 
-    def _read_body(self, limit):
-        te = self.headers.get("Transfer-Encoding")
-        if te is not None:
-            if te.strip().lower() != "chunked":
-                raise HttpError(501, f"unsupported Transfer-Encoding: {te}")
-            parts, total = [], 0
-            while True:
-                line = self.rfile.readline(1026)
-                if not line.endswith(b"\n"):
-                    raise HttpError(400, "bad chunked body")
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise HttpError(400, "bad chunk size") from None
-                if size == 0:
-                    while self.rfile.readline(1026) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                total += size
-                if total > limit:
-                    raise HttpError(413, f"body over {limit} bytes")
-                parts.append(self._read_exact(size))
-                self.rfile.readline(3)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        if not length.strip().isdigit():
-            raise HttpError(400, "bad Content-Length")
-        if int(length) > limit:
-            raise HttpError(413, f"body over {limit} bytes")
-        return self._read_exact(int(length))
-
-    def _read_exact(self, size):
-        data = self.rfile.read(size)
-        if len(data) != size:
-            raise ConnectionError("client closed the connection mid-body")
-        return data
-
     def _common_headers(self):
-        self.send_header("Audit-Id", str(uuid.uuid4()))
-        self.send_header("Cache-Control", "no-cache, private")
-        self.send_header("X-Kubernetes-Pf-Flowschema-Uid", FLOWSCHEMA_UID)
-        self.send_header("X-Kubernetes-Pf-Prioritylevel-Uid", PRIORITY_UID)
+        """The headers every answer carries after its Content-Type."""
+        return [
+            ("Audit-Id", str(uuid.uuid4())),
+            ("Cache-Control", "no-cache, private"),
+            ("X-Kubernetes-Pf-Flowschema-Uid", FLOWSCHEMA_UID),
+            ("X-Kubernetes-Pf-Prioritylevel-Uid", PRIORITY_UID),
+        ]
 
     def send_body(self, status, body, content_type="application/json", headers=()):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self._common_headers()
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
+        self.send_whole(status, [("Content-Type", content_type), *self._common_headers(), *headers], body)
 
     def send_json(self, status, obj, headers=()):
         if self._yaml_reply and yaml is not None:
@@ -492,8 +442,8 @@ class Handler(serving.Handler):
         path = self.path.split("?", 1)[0]
         control_path = path.startswith("/_ferry/")
         try:
-            self.request_body = self._read_body(MAX_CONTROL_BODY if control_path else MAX_BODY)
-        except HttpError as e:
+            self.request_body = self.read_body(MAX_CONTROL_BODY if control_path else MAX_BODY)
+        except serving.HttpError as e:
             self.close_connection = True
             self.send_json(e.status, ApiError(e.status, "BadRequest" if e.status == 400 else "RequestEntityTooLarge", str(e)).to_status())
             return
@@ -806,7 +756,8 @@ class Handler(serving.Handler):
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self._common_headers()
+            for name, value in self._common_headers():
+                self.send_header(name, value)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.wfile.flush()
@@ -1357,51 +1308,24 @@ def _wants_yaml(accept):
 
 
 class Server(serving.Server):
-    """Threaded server; with TLS each connection's handshake runs in its own thread,
-    so a slow or failing client never blocks accept()."""
+    """Threaded server over one Core; TLS as serving.Server does it."""
 
     name = "kube"
 
     def __init__(self, address, core, tls_context=None, verbose=False):
         self.core = core
-        self.tls_context = tls_context
-        super().__init__(address, Handler, verbose)
-
-    def finish_request(self, request, client_address):
-        if self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(IDLE_TIMEOUT)  # bounds the handshake too
-        try:
-            conn = self.tls_context.wrap_socket(request, server_side=True)
-        except OSError as e:  # includes ssl.SSLError: bad client certificate, ...
-            if self.verbose:
-                sys.stderr.write(f"kube: TLS handshake with {client_address[0]}: {e}\n")
-            return
-        # wrap_socket took over the descriptor; the base class's shutdown_request()
-        # on `request` is now a no-op and we close `conn`.
-        try:
-            super().finish_request(conn, client_address)
-        finally:
-            try:
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            conn.close()
+        super().__init__(address, Handler, verbose, tls_context)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Loopback Kubernetes API server (test double) for Ferry.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    serving.add_listen_args(p)
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM pair")
     p.add_argument("--client-ca", metavar="CA", help="with --tls: accept client certificates signed by CA")
     p.add_argument("--eks-verify", metavar="URL", help="the AWS double's /_ferry/eks/verify (or @PORT_FILE of the AWS double), to accept EKS tokens")
     p.add_argument("--eks-cluster", default="ferry-test", help="cluster name EKS tokens must carry (x-k8s-aws-id)")
     p.add_argument("--controllers-config", metavar="FILE", help="JSON handed to controllers.Controllers at start")
     p.add_argument("--swagger", metavar="FILE", help="Kubernetes OpenAPI v2 (default <repo>/../shared/ref/kube/swagger.json)")
-    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     p.add_argument("--portworx-port", type=int, default=0, help="port of the Portworx double's SDK gateway (0 picks a free one)")
     p.add_argument("--portworx-port-file", metavar="PATH", help="write the Portworx double's port here once it listens")
     p.add_argument("--portworx-secured", action="store_true", help="start the Portworx double with PX-Security on")
@@ -1410,14 +1334,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    tls_context = None
-    if args.tls:
-        tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls_context.load_cert_chain(*args.tls)
-        tls_context.set_alpn_protocols(["http/1.1"])  # never let a client pick h2
-        if args.client_ca:
-            tls_context.verify_mode = ssl.CERT_OPTIONAL
-            tls_context.load_verify_locations(args.client_ca)
+    tls_context = serving.tls_context(*args.tls, args.client_ca, ssl.CERT_OPTIONAL) if args.tls else None
     controllers_config = None
     if args.controllers_config:
         with open(args.controllers_config, encoding="utf-8") as f:

@@ -34,49 +34,25 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Never let this folder's modules (auth, control, ...) shadow python3-kubernetes' imports.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+sys.path.append(os.path.dirname(HERE))  # testlib.py
+import testlib  # noqa: E402
 
 SERVER = os.path.join(HERE, "server.py")
 CERTS_SH = os.path.join(os.path.dirname(HERE), "certs.sh")
 DEADLINE = 15.0
 ADMIN = "ferry-admin-token"
-TESTS = []
-SKIPPED = []
+TESTS = test = testlib.Tests()
 S = {}  # run state: url, port, certs, kubeconfig, cache, health, workdir
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
-
-
-def eq(a, b, what):
-    check(a == b, f"{what}: {a!r} != {b!r}")
-
-
-class Skip(Exception):
-    pass
+check, eq, Skip = testlib.check, testlib.eq, testlib.Skip
 
 
 def wait_for(condition, what, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return testlib.wait_for(condition, what, deadline)
 
 
 def _load(name):
@@ -703,64 +679,33 @@ def wire_scale_subresource():
 def start(workdir):
     certs = os.path.join(workdir, "certs")
     subprocess.run(["bash", CERTS_SH, certs], check=True)
-    port_file = os.path.join(workdir, "kube.port")
-    log = open(os.path.join(workdir, "kube.log"), "wb")
-    proc = subprocess.Popen(
-        [sys.executable, SERVER, "--port", "0", "--port-file", port_file, "--tls", os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"), "--client-ca", os.path.join(certs, "ca.pem")],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), "the server's port file", 10)
-    port = int(open(port_file).read())
+    server = testlib.Server(SERVER, workdir, "kube", "--tls", os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"), "--client-ca", os.path.join(certs, "ca.pem"))
+    port = server.port
     url = f"https://127.0.0.1:{port}"
     S.update(port=port, url=url, certs=certs, workdir=workdir, cache=os.path.join(workdir, "kube-cache"), kubeconfig=os.path.join(workdir, "kubeconfig"))
     kc = _load("kubeconfig")
     S["health"] = kc.health(url, certs, time.monotonic() + 10)
     kc.write(S["kubeconfig"], url, certs)
-    return proc
+    return server
 
 
 def main():
     only = sys.argv[1] if len(sys.argv) > 1 else None
     workdir = tempfile.mkdtemp(prefix="ferry-kube-conformance-")
-    proc = start(workdir)
-    passed = failed = 0
+    server = start(workdir)
+    tally = testlib.Tally()
     try:
         if S["health"].get("load_errors"):
             print(f"FAIL load: controllers.py/streams.py failed to load: {S['health']['load_errors']}")
-            failed += 1
-        for fn in TESTS:
-            if only and only not in fn.__name__:
-                continue
-            t0 = time.monotonic()
-            try:
-                fn()
-                passed += 1
-                print(f"ok   {fn.__name__} ({time.monotonic() - t0:.2f}s)")
-            except Skip as e:
-                SKIPPED.append(fn.__name__)
-                print(f"skip {fn.__name__}: {e}")
-            except Exception as e:
-                failed += 1
-                print(f"FAIL {fn.__name__}: {e}")
-                if not isinstance(e, AssertionError):
-                    traceback.print_exc()
+            tally.failed += 1
+        testlib.run(TESTS, only=only, tally=tally, timed=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if failed:
-            print(f"(server log: {os.path.join(workdir, 'kube.log')})")
+        server.stop()
+        if tally.failed:
+            print(f"(server log: {server.log_file})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    line = f"{passed} passed, {failed} failed"
-    if SKIPPED:
-        line += f", {len(SKIPPED)} skipped"
-    print(line)
-    return 1 if failed else 0
+    return testlib.summary(tally)
 
 
 if __name__ == "__main__":

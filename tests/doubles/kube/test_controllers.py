@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from urllib.parse import quote, urlsplit
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the tree
@@ -47,6 +46,8 @@ def _load():
 
 
 store, controllers, streams = _load()
+sys.path.append(os.path.dirname(HERE))  # testlib.py
+import testlib  # noqa: E402
 
 NS = "t"
 DEADLINE = 15.0
@@ -1251,26 +1252,14 @@ def test_configure_exec_rejects_bad_bodies():
 
 def main():
     only = sys.argv[1] if len(sys.argv) > 1 else ""
-    passed = failed = 0
-    for name, fn in list(globals().items()):
-        if not name.startswith("test_") or only not in name:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            if os.environ.get("VERBOSE"):
-                print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
-        except Exception:  # noqa: BLE001
-            failed += 1
-            print("FAIL %s\n%s" % (name, traceback.format_exc()))
+    tests = [fn for name, fn in list(globals().items()) if name.startswith("test_")]
+    tally = testlib.run(tests, only=only, timed=True, quiet=not os.environ.get("VERBOSE"))
     for key in ("plain", "tls"):
         if key in _SERVER:
             _SERVER[key].close()
     if "tmp" in _SERVER:
         shutil.rmtree(_SERVER["tmp"], ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return testlib.summary(tally)
 
 
 if __name__ == "__main__":

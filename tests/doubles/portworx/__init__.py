@@ -42,30 +42,23 @@ class Handler(serving.Handler):
     server_version = "ferry-portworx/1"
 
     def _dispatch(self):
-        px = self.server.px
         try:
             body = self._read_body()
         except (ValueError, OSError):
             self.close_connection = True
             self._send(gateway_module.plain_reply(400, "Bad Request"))
             return
-        try:
-            if self.path.startswith(CONTROL + "/") or self.path == CONTROL:
-                reply = px.control(self.command, self.path, body)
-            else:
-                reply = px.gateway.handle(self.command, self.path, self.headers, body)
-        except Exception:  # noqa: BLE001
-            sys.stderr.write(f"portworx: error handling {self.command} {self.path}\n")
-            traceback.print_exc()
-            self.close_connection = True
-            reply = gateway_module.error_reply(13, "internal error in Ferry's Portworx double; see its log")
+        reply = self.guarded(lambda: self._route(body), lambda: gateway_module.error_reply(13, "internal error in Ferry's Portworx double; see its log"))
         if reply is gateway_module.DROP:
             self.close_connection = True
             return
-        try:
-            self._send(reply)
-        except OSError:
-            self.close_connection = True
+        self._send(reply)
+
+    def _route(self, body):
+        px = self.server.px
+        if self.path.startswith(CONTROL + "/") or self.path == CONTROL:
+            return px.control(self.command, self.path, body)
+        return px.gateway.handle(self.command, self.path, self.headers, body)
 
     def _read_body(self):
         te = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -94,16 +87,10 @@ class Handler(serving.Handler):
         return data
 
     def _send(self, reply):
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.ctype)
-        for k, v in reply.headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(reply.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
+        try:
+            self.send_whole(reply.status, [("Content-Type", reply.ctype), *reply.headers], reply.body)
+        except OSError:
+            self.close_connection = True
 
 
 class Server(serving.Server):

@@ -392,9 +392,14 @@ class State:
             self._check_limit(parent, "Failed to create volume")
         labels = {k: v for k, v in parent["labels"].items() if k not in ("pvc", "namespace")}
         labels.update(additional_labels or {})
+        return self._derive(parent, name, labels, readonly=False, owner=owner, spec_owner=owner or "")
+
+    def _derive(self, parent, name, labels, readonly, owner, spec_owner):
+        """A new volume from `parent` (snapshot or clone): its spec, owned by
+        spec_owner, and its usage."""
         spec = copy.deepcopy(parent["spec"])
-        spec["owner"] = owner or ""
-        v = self._record(name, spec, labels, parent=parent["id"], readonly=False, owner=owner)
+        spec["owner"] = spec_owner
+        v = self._record(name, spec, labels, parent=parent["id"], readonly=readonly, owner=owner)
         v["usage"] = parent["usage"]
         return v
 
@@ -425,11 +430,7 @@ class State:
         if self.by_name(name) is not None:
             raise SdkError(13, f"Failed to create snapshot: Volume with name {name} already exists")
         self._check_limit(parent, "Failed to create snapshot")
-        spec = copy.deepcopy(parent["spec"])
-        spec["owner"] = owner or parent["spec"].get("owner", "")
-        v = self._record(name, spec, labels, parent=parent["id"], readonly=True, owner=owner)
-        v["usage"] = parent["usage"]
-        return v
+        return self._derive(parent, name, labels, readonly=True, owner=owner, spec_owner=owner or parent["spec"].get("owner", ""))
 
     def snapshot_for(self, parent_id, name, labels):
         """Create, or reuse a same-named snapshot of the same parent (what STORK

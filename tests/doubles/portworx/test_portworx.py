@@ -29,11 +29,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from urllib.parse import quote
 
 sys.dont_write_bytecode = True
@@ -44,6 +42,8 @@ SWAGGER = os.environ.get("FERRY_PX_SWAGGER") or os.path.join(HERE, "..", "..", "
 sys.path.insert(0, KUBE)
 import streams  # noqa: E402  (the Kubernetes double's WebSocket client)
 sys.path.remove(KUBE)
+sys.path.append(os.path.dirname(HERE))  # testlib.py
+import testlib  # noqa: E402
 _spec = importlib.util.spec_from_file_location("px_tokens", os.path.join(HERE, "tokens.py"))
 tokens = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tokens)
@@ -54,36 +54,16 @@ except ImportError:  # reported as a failure by the schema test
     jsonschema = None
 
 DEADLINE = 8.0
-TESTS = []
+TESTS = test = testlib.Tests()
 S = {"validated": 0}
 STORK = "/apis/volumesnapshot.external-storage.k8s.io/v1"
 CSI = "/apis/snapshot.storage.k8s.io/v1"
 GROUP = "/apis/stork.libopenstorage.org/v1alpha1"
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
-
-
-def eq(a, b, what=""):
-    check(a == b, f"{what}: {a!r} != {b!r}")
+check, eq = testlib.check, testlib.eq
 
 
 def wait_for(cond, what, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return testlib.wait_for(cond, what, deadline)
 
 
 # -- the swagger as JSON Schema ---------------------------------------------------------------
@@ -1114,61 +1094,44 @@ def schema_validation_is_effective():
 
 
 def start(workdir):
-    kport, pport = os.path.join(workdir, "kube.port"), os.path.join(workdir, "portworx.port")
-    log = open(os.path.join(workdir, "kube.log"), "wb")
-    proc = subprocess.Popen([sys.executable, SERVER, "--port", "0", "--port-file", kport, "--portworx-port-file", pport],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(lambda: os.path.exists(kport) and open(kport).read().strip(), "the server's port file", 10)
-    S["kube_port"] = int(open(kport).read())
+    pport = os.path.join(workdir, "portworx.port")
+    server = testlib.Server(SERVER, workdir, "kube", "--portworx-port-file", pport)
+    S["kube_port"] = server.port
     S["px_port"] = int(open(pport).read())
     health = kube("GET", "/_ferry/health", expect=200)
-    return proc, health
+    return server, health
 
 
 def main():
     only = sys.argv[1] if len(sys.argv) > 1 else None
     workdir = tempfile.mkdtemp(prefix="ferry-portworx-test-")
-    passed = failed = 0
-    proc = None
+    tally = testlib.Tally()
+    server = None
     try:
         if jsonschema is None:
             print("FAIL setup: python3-jsonschema is missing (apt-get install python3-jsonschema)")
             print("0 passed, 1 failed")
             return 1
         S["swagger"] = Swagger(SWAGGER)
-        proc, health = start(workdir)
+        server, health = start(workdir)
         if health.get("load_errors"):
             print(f"FAIL load: {health['load_errors']}")
-            failed += 1
-        for fn in TESTS:
-            if only and only not in fn.__name__:
-                continue
+            tally.failed += 1
+
+        def before(fn):
             if only and fn is schema_validation_is_effective and S["validated"] < 100:
                 S["validated"] = 100  # a partial run validates fewer responses
-            t0 = time.monotonic()
-            try:
-                fn()
-                passed += 1
-                print(f"ok   {fn.__name__} ({time.monotonic() - t0:.2f}s)")
-            except Exception as e:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL {fn.__name__}: {e}")
-                if not isinstance(e, AssertionError):
-                    traceback.print_exc()
+
+        testlib.run(TESTS, only=only, tally=tally, timed=True, before=before)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if failed or os.environ.get("FERRY_TEST_KEEP"):
+        if server is not None:
+            server.stop()
+        if tally.failed or os.environ.get("FERRY_TEST_KEEP"):
             print(f"(server log: {os.path.join(workdir, 'kube.log')})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"({S['validated']} SDK responses validated against the swagger)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testlib.summary(tally)
 
 
 if __name__ == "__main__":
