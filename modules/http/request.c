@@ -287,7 +287,7 @@ void http_req_push_headers(lua_State *L, const struct http_req *r)
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (!eol) eol = end;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon && memcmp(p, "HTTP/", 5) != 0) {
+        if (colon && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) { /* not a status line */
             const char *v = colon + 1, *ve = eol;
             while (v < ve && (*v == ' ' || *v == '\t')) v++;
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;

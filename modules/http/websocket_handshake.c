@@ -426,6 +426,7 @@ static int body_complete(struct ws *ws)
         char *copy = malloc(blen + 1);
         if (!copy) return 1;
         memcpy(copy, ws->hs.p + ws->head_len, blen);
+        copy[blen] = '\0'; /* dechunk's strtoul must stop here */
         int done;
         dechunk(copy, blen, &done);
         free(copy);
