@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REDACT_MAX 4096 /* a cap: a script cannot grow this without bound */
-
 struct secret {
     char *s;
     size_t len;

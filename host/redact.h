@@ -7,7 +7,8 @@
 #include <stddef.h>
 
 #define REDACT_MASK "****"
-#define REDACT_MIN  4 /* shorter values would mask ordinary text */
+#define REDACT_MIN  4     /* shorter values would mask ordinary text */
+#define REDACT_MAX  65536 /* a cap: a script cannot grow the set without bound */
 
 struct redact;
 
@@ -15,7 +16,8 @@ struct redact;
 struct redact *redact_new(void);
 void redact_free(struct redact *r);
 
-/* Copies s. Returns 0, or -1 when it is shorter than REDACT_MIN or memory ran out. */
+/* Copies s. Returns 0, or -1 when it is shorter than REDACT_MIN, REDACT_MAX
+ * secrets are known already, or memory ran out. */
 int redact_add(struct redact *r, const char *s, size_t len);
 
 /* [-0, +1, m] Pushes s with every registered secret replaced by REDACT_MASK

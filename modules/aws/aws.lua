@@ -167,6 +167,9 @@ local function service_error(res, op)
   if type(code) == "string" then code = code:match("^[^:]*"):match("[^#]*$") end
   if type(code) ~= "string" or code == "" then code = tostring(res.status) end
   if type(message) ~= "string" or message == "" then message = "HTTP " .. res.status end
+  -- The first paragraph only: SignatureDoesNotMatch goes on to quote the
+  -- canonical request, X-Amz-Security-Token included; masked all the same.
+  message = log.redact((message:gsub("\r?\n%s*\r?\n.*", "")))
   return errors.new{
     code = code,
     message = ("%s: %s"):format(op, message),
@@ -207,10 +210,14 @@ local function merge_headers(into, from)
   return into
 end
 
+-- Checks explicit credentials and registers their secrets, as the chain
+-- does for the credentials it finds, so no output can show them.
 local function check_credentials(c, fn)
   if type(c) ~= "table" or type(c.access_key_id) ~= "string" or type(c.secret_access_key) ~= "string" then
     argerror(fn, "credentials must be a table with access_key_id and secret_access_key")
   end
+  log.secret(c.secret_access_key)
+  if type(c.session_token) == "string" then log.secret(c.session_token) end
 end
 
 local default_chain -- set below

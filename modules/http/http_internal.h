@@ -64,6 +64,11 @@ void http_req_push_headers(lua_State *L, const struct http_req *r);
  * cap is detected here. */
 void http_req_push_error(lua_State *L, struct http_req *r, CURLcode result, const char *too_large);
 
+/* [-0, +1, m] Pushes url ("?" when NULL) fit to print: a password in its
+ * userinfo and the X-Amz-Signature and X-Amz-Security-Token values of a
+ * presigned URL replaced by REDACT_MASK. Returns the pushed string. */
+const char *http_push_safe_url(lua_State *L, const char *url);
+
 /* stream.c: `_open(req)` -> a stream once the response headers are in
  * (suspends the task); http_stream_register makes the stream metatable. */
 int http_stream_open(lua_State *L);

@@ -10,12 +10,14 @@
 
 #include "errors/errors.h"
 #include "host.h"
+#include "redact.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_HEADER_BYTES (256L << 10)
 #define MAX_SECONDS      1e7
@@ -311,6 +313,60 @@ void http_req_push_headers(lua_State *L, const struct http_req *r)
     }
 }
 
+/* Whether the query parameter name (n bytes) carries a secret: the parts of
+ * a SigV4 presigned URL that let anyone holding the URL act as its signer. */
+static int is_secret_param(const char *name, size_t n)
+{
+    static const char *const secret[] = {"X-Amz-Signature", "X-Amz-Security-Token"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
+        if (strlen(secret[i]) == n && strncasecmp(name, secret[i], n) == 0) return 1;
+    return 0;
+}
+
+const char *http_push_safe_url(lua_State *L, const char *url)
+{
+    if (!url) url = "?";
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *p = url;
+    /* userinfo: "scheme://user:password@host" keeps the user only */
+    const char *auth = strstr(p, "://");
+    if (auth) {
+        auth += 3;
+        size_t hostpart = strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', hostpart);
+        const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon) {
+            luaL_addlstring(&b, p, (size_t)(colon - p));
+            luaL_addstring(&b, ":" REDACT_MASK);
+            p = at;
+        }
+    }
+    const char *q = strchr(p, '?');
+    if (!q) {
+        luaL_addstring(&b, p);
+        luaL_pushresult(&b);
+        return lua_tostring(L, -1);
+    }
+    luaL_addlstring(&b, p, (size_t)(q - p));
+    p = q;
+    while (*p && *p != '#') { /* p at '?' or '&' */
+        luaL_addchar(&b, *p++);
+        size_t len = strcspn(p, "&#");
+        const char *eq = memchr(p, '=', len);
+        if (eq && is_secret_param(p, (size_t)(eq - p))) {
+            luaL_addlstring(&b, p, (size_t)(eq - p) + 1);
+            luaL_addstring(&b, REDACT_MASK);
+        } else {
+            luaL_addlstring(&b, p, len);
+        }
+        p += len;
+    }
+    luaL_addstring(&b, p);
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
 void http_req_push_error(lua_State *L, struct http_req *r, CURLcode result, const char *too_large)
 {
     static const struct {
@@ -340,8 +396,10 @@ void http_req_push_error(lua_State *L, struct http_req *r, CURLcode result, cons
         curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
         curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_METHOD, &method);
     }
-    const char *m = method ? method : "GET", *u = url ? url : "?";
+    const char *m = method ? method : "GET";
     int retryable = 0;
+    url = http_push_safe_url(L, url); /* never a presigned URL's signature or token */
+    const char *u = url;
     if (too_large) {
         errors_push(L, "too_large", "%s %s: %s", m, u, too_large);
     } else if (r->head.overflow) {
@@ -361,4 +419,5 @@ void http_req_push_error(lua_State *L, struct http_req *r, CURLcode result, cons
     errors_set(L, -1, "method", method);
     lua_pushboolean(L, retryable);
     lua_setfield(L, -2, "retryable");
+    lua_remove(L, -2); /* the safe URL */
 }

@@ -94,7 +94,12 @@ static int is_utf8(const unsigned char *s, size_t n)
 static void push_failure(lua_State *L, struct ws *ws, int ui)
 {
     lua_getiuservalue(L, ui, UV_URL);
-    const char *url = lua_tostring(L, -1);
+    const char *url = NULL;
+    if (lua_isstring(L, -1)) { /* printable: no presigned signature or token */
+        http_push_safe_url(L, lua_tostring(L, -1));
+        lua_replace(L, -2);
+        url = lua_tostring(L, -1);
+    }
     int retryable = 0;
     if (ws->fail_curl && ws->state != WS_OPEN && ws->state != WS_CLOSED) {
         http_req_push_error(L, &ws->req, ws->fail_curl, NULL);

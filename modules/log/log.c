@@ -159,7 +159,10 @@ static int log_secret(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    redact_add(host_get(L)->secrets, s, len);
+    /* shorter values are not masked (they would mask ordinary text); a
+     * secret that cannot be registered must not go on unmasked */
+    if (len >= REDACT_MIN && redact_add(host_get(L)->secrets, s, len) != 0)
+        return luaL_error(L, "log.secret: cannot register another secret (at most %d)", REDACT_MAX);
     lua_settop(L, 1);
     return 1;
 }

@@ -83,9 +83,9 @@ function K:_describe_pv(pv)
   local ref = pvc.pv_ref(pv)
   local claim_ref = field(pv, "spec", "claimRef")
   if claim_ref and claim_ref.name then
-    local ok, claim = pcall(self.kube.get, self.kube, "persistentvolumeclaim/" .. claim_ref.name,
-                            {namespace = claim_ref.namespace})
-    if ok then
+    local claim = pvc.get_optional(self.kube, "persistentvolumeclaim/" .. claim_ref.name,
+                                   {namespace = claim_ref.namespace})
+    if claim then
       ref.pv, ref.pvc = pv, claim
       return self:volume_for_pvc(ref)
     end
@@ -109,6 +109,7 @@ function K:volume_for_pvc(ref)
   if source then
     v.clone = true
     local ok, snap = pcall(self._load, self, source.api, source.namespace, source.name)
+    if not ok and not perr.is_not_found(snap) then error(snap, 0) end
     v.parent = ok and snap.id or ("%s/%s"):format(source.namespace, source.name)
   end
   return v
@@ -188,19 +189,19 @@ function K:_handle(api, vs)
   if api == CSI then
     local content = field(vs, "status", "boundVolumeSnapshotContentName")
     if not content then return nil, nil end
-    local ok, c = pcall(self.kube.get, self.kube, VSC .. "/" .. content)
-    if not ok then return nil, nil end
+    local c = pvc.get_optional(self.kube, VSC .. "/" .. content)
+    if not c then return nil, nil end
     return field(c, "status", "snapshotHandle"), field(c, "spec", "source", "volumeHandle")
   end
   local data = field(vs, "spec", "snapshotDataName")
   if not data then return nil, nil end
-  local ok, d = pcall(self.kube.get, self.kube, VSD .. "/" .. data)
-  if not ok then return nil, nil end
+  local d = pvc.get_optional(self.kube, VSD .. "/" .. data)
+  if not d then return nil, nil end
   local parent
   local pv_name = field(d, "spec", "persistentVolumeRef", "name")
   if pv_name then
-    local okpv, pv = pcall(self.kube.get, self.kube, "persistentvolume/" .. pv_name)
-    if okpv then parent = (pvc.pv_ref(pv) or {}).id end
+    local pv = pvc.get_optional(self.kube, "persistentvolume/" .. pv_name)
+    if pv then parent = (pvc.pv_ref(pv) or {}).id end
   end
   return field(d, "spec", "portworxVolume", "snapshotId"), parent
 end
@@ -402,9 +403,7 @@ end
 -- The source claim object of a snapshot, or nil.
 function K:_source_claim(snap)
   if not (snap.pvc and snap.pvc.name) then return nil end
-  local ok, c = pcall(self.kube.get, self.kube, "persistentvolumeclaim/" .. snap.pvc.name,
-                      {namespace = snap.pvc.namespace})
-  return ok and c or nil
+  return pvc.get_optional(self.kube, "persistentvolumeclaim/" .. snap.pvc.name, {namespace = snap.pvc.namespace})
 end
 
 -- Whether an existing claim restores from this snapshot.

@@ -18,6 +18,19 @@ local function val(v)
   return v
 end
 
+---The object res names, or nil when Kubernetes answers NotFound; every other
+---error is raised, never mistaken for "not there".
+---@param kube table a kube client
+---@param res string
+---@param opts? table as for kube:get
+---@return table?
+function M.get_optional(kube, res, opts)
+  local ok, obj = pcall(kube.get, kube, res, opts)
+  if ok then return obj end
+  if perr.is_not_found(obj) then return nil end
+  error(obj, 0)
+end
+
 local function field(obj, ...)
   local v = obj
   for i = 1, select("#", ...) do
@@ -127,8 +140,8 @@ function M.describe(kube, ref)
   local ha
   local sc_name = field(pv, "spec", "storageClassName")
   if sc_name and sc_name ~= "" then
-    local ok, sc = pcall(kube.get, kube, "storageclass/" .. sc_name)
-    if ok then ha = volume.int(field(sc, "parameters", "repl")) end
+    local sc = M.get_optional(kube, "storageclass/" .. sc_name)
+    if sc then ha = volume.int(field(sc, "parameters", "repl")) end
   end
   return {
     id = ref.id, name = ref.name, size = volume.bytes(field(pv, "spec", "capacity", "storage")), ha_level = ha,
@@ -210,8 +223,8 @@ function M.wait_bound(kube, namespace, name, timeout)
   local pv_name = field(bound, "spec", "volumeName")
   local id
   if pv_name then
-    local ok, pv = pcall(kube.get, kube, "persistentvolume/" .. pv_name)
-    if ok then id = (M.pv_ref(pv) or {}).id end
+    local pv = M.get_optional(kube, "persistentvolume/" .. pv_name)
+    if pv then id = (M.pv_ref(pv) or {}).id end
   end
   return {namespace = namespace, name = name, pv = pv_name, volume = id, object = bound,
           pvc = {namespace = namespace, name = name}}

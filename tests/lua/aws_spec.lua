@@ -183,6 +183,24 @@ describe("aws", function()
       assert.are.same({"503", "ssm.GetParameter: HTTP 503", true}, {e.code, e.message, e.retryable})
     end)
 
+    it("keeps the canonical request a SignatureDoesNotMatch quotes (session token and all) out of errors", function()
+      local token = "IQoJb3JpZ2luX2VjEXAMPLE-UNREGISTERED-SESSION-TOKEN"
+      local message = "The request signature we calculated does not match the signature you provided. "
+                      .. "Check your AWS Secret Access Key and signing method.\n\nThe Canonical String for this "
+                      .. "request should have been\n'POST\n/\n\nhost:ecr.us-east-1.amazonaws.com\n"
+                      .. "x-amz-security-token:" .. token .. "\n'"
+      local e = aws._parse_error({status = 403, headers = {}, body = json.encode{
+                                   __type = "InvalidSignatureException", message = message}}, "ecr.ListImages")
+      assert.are.equal("InvalidSignatureException", e.code)
+      assert.is_nil(tostring(e):find(token, 1, true), tostring(e))
+      assert.matches("does not match the signature you provided", e.message, 1, true)
+      local xml = "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>" .. message
+                  .. "</Message></Error></ErrorResponse>"
+      e = aws._parse_error({status = 403, headers = {}, body = xml}, "sts.AssumeRole")
+      assert.are.equal("SignatureDoesNotMatch", e.code)
+      assert.is_nil(tostring(e):find(token, 1, true), tostring(e))
+    end)
+
     it("reads Query protocol errors", function()
       control("POST", "sts", {deny_roles = {"arn:aws:iam::" .. ACCOUNT .. ":role/forbidden"}})
       local err = support.raised(aws.call, {service = "sts", operation = "AssumeRole", params = {

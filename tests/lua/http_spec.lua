@@ -131,6 +131,26 @@ describe("http", function()
     assert.matches("127.0.0.1:1", err.url, 1, true)
   end)
 
+  it("keeps a presigned URL's signature, session token and a URL password out of its errors", function()
+    local aws = require("aws")
+    local url = aws.presign({method = "GET", url = "http://127.0.0.1:1/bucket/key"},
+                            {service = "s3", region = "us-east-1", expires = 60,
+                             credentials = {access_key_id = "AKIDEXAMPLE", secret_access_key = "not-registered-secret",
+                                            session_token = "SESSION-TOKEN-NOT-REGISTERED"}})
+    local signature = url:match("X%-Amz%-Signature=(%x+)")
+    local err = raised(http.get, url, {retries = 0})
+    assert.is_true(errors.is(err, "connect"), tostring(err))
+    for _, text in ipairs({tostring(err), err.url}) do
+      assert.is_nil(text:find(signature, 1, true), text)
+      assert.is_nil(text:find("SESSION-TOKEN-NOT-REGISTERED", 1, true), text)
+      assert.matches("X-Amz-Signature=****", text, 1, true)
+      assert.matches("X-Amz-Credential=AKIDEXAMPLE", text, 1, true) -- not a secret: kept for debugging
+    end
+    err = raised(http.get, "http://user:hunter2-password@127.0.0.1:1/x", {retries = 0})
+    assert.is_nil(tostring(err):find("hunter2-password", 1, true), tostring(err))
+    assert.matches("user:****@127.0.0.1:1/x", err.url, 1, true)
+  end)
+
   it("raises a connection error when the server closes without answering", function()
     local err = raised(http.get, base .. "/drop", {retries = 1})
     assert.is_true(errors.is(err, "connection"), tostring(err))

@@ -272,7 +272,8 @@ describe("http.open", function()
   it("returns nil to a read waiting in one task when another task closes the stream", function()
     local s = http.open{url = base .. "/stream?key=shared&hold=1"}
     local reader = task.spawn(function() return s:read() end)
-    support.wait_for(5, function() return reader:status() == "waiting" end, 0.01)
+    assert.truthy(support.wait_for(5, function() return reader:status() == "waiting" end, 0.01),
+                  "the reader never waited in read")
     local err = raised(s.read, s) -- one reader at a time
     assert.matches("another task is reading", tostring(err), 1, true)
     s:close()

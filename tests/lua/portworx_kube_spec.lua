@@ -84,9 +84,13 @@ describe("portworx kube backend", function()
       assert.is_true(parents[px:volume_for_pvc(ns, "data").id])
       assert.is_true(parents[px:volume_for_pvc(ns, "logs").id])
       assert.equal("nightly-pre", client:get("groupvolumesnapshots.stork.libopenstorage.org/nightly").spec.preExecRule)
+      -- the lock ran in the pod before the snapshots were cut, the unlock after
       local ran = {}
-      for _, c in ipairs(pxs.calls(client, "rule")) do ran[#ran + 1] = c.command or c.argv or c.body end
-      assert.equal(2, #ran)
+      for _, c in ipairs(pxs.calls(client, "rule")) do
+        ran[#ran + 1] = ("%s %s/%s: %s"):format(c.phase, c.namespace, c.pod or "-", c.command or c.error)
+      end
+      table.sort(ran)
+      assert.same({("post %s/mongo-0: %s"):format(ns, unlock), ("pre %s/mongo-0: %s"):format(ns, lock)}, ran)
       local again = px:group_snapshot{namespace = ns, name = "nightly", selector = {app = "mongo"}, timeout = 30}
       assert.equal(2, #again.snapshots)
       local staging = px:restore_pvc{snapshot = group.snapshots[1], namespace = ns, name = "staging"}

@@ -237,8 +237,12 @@ describe("portworx", function()
 
     it("thaws when the calling task is cancelled mid-snapshot", function()
       local kube, calls = fake_kube({})
-      local t = task.spawn(freeze.run, kube, fz, th, 10, function() task.sleep(5) end, "x")
-      task.sleep(0.05)
+      local in_snapshot = false
+      local t = task.spawn(freeze.run, kube, fz, th, 10, function() in_snapshot = true task.sleep(5) end, "x")
+      -- cancel only once the freeze ran and the snapshot is under way
+      assert.truthy(support.wait_for(5, function() return in_snapshot and task.status(t) == "waiting" end, 0.005),
+                    "the snapshot never started")
+      assert.equal(1, #calls)
       task.cancel(t)
       assert.is_false(pcall(task.wait, t))
       assert.truthy(support.wait_for(2, function() return #calls == 2 end))

@@ -111,8 +111,9 @@ describe("task", function()
   end)
 
   it("all cancels the other items when one fails and names the failing item", function()
-    local reached, cancelled = 0, 0
+    local started, reached, cancelled = 0, 0, 0
     local function slow()
+      started = started + 1
       local ok, err = pcall(task.sleep, 2)
       if not ok then
         cancelled = cancelled + 1
@@ -123,7 +124,11 @@ describe("task", function()
     local err = raised(task.all, {slow, function() error("bad input") end, slow})
     assert.matches("item 2 failed", tostring(err), 1, true)
     assert.matches("bad input", tostring(err), 1, true)
-    -- task.all returns only after every worker ended: none got past its sleep
+    -- task.all returns only after every worker ended: each slow item that
+    -- started was cancelled out of its sleep (not left running), none got
+    -- past it (one not yet started when item 2 failed never runs)
+    assert.is_true(started >= 1)
+    assert.are.equal(started, cancelled)
     assert.are.equal(0, reached)
   end)
 

@@ -49,6 +49,11 @@ local function saw(id, event)
   end)
 end
 
+-- Whether task t got to wait (suspended in receive) within a deadline.
+local function suspended(t)
+  return support.wait_for(5, function() return task.status(t) == "waiting" end, 0.005) == true
+end
+
 -- Every message of an exec session until the server closes: a list of
 -- {channel = byte 0, data = the rest}, then the close code.
 local function exec_frames(ws)
@@ -272,11 +277,11 @@ describe("http.websocket", function()
   it("lets one task send while another waits in receive on the same connection", function()
     local ws <close> = open("/echo")
     local reader = task.spawn(function() return ws:receive() end)
-    task.sleep(0.05) -- the reader is now suspended in receive
+    assert.is_true(suspended(reader), "the reader never waited in receive")
     ws:send("crossing", "text")
     assert.are.equal("crossing", task.wait(reader))
     local second = task.spawn(function() return ws:receive() end)
-    task.sleep(0.05)
+    assert.is_true(suspended(second), "the second reader never waited in receive")
     assert.matches("another task is receiving", tostring(raised(ws.receive, ws)), 1, true)
     task.cancel(second)
   end)
@@ -292,7 +297,7 @@ describe("http.websocket", function()
   it("wakes a task waiting in receive with closed when another closes the connection", function()
     local ws = open("/echo")
     local reader = task.spawn(function() return ws:receive() end)
-    task.sleep(0.05)
+    assert.is_true(suspended(reader), "the reader never waited in receive")
     ws:close()
     local err = raised(task.wait, reader)
     assert.is_true(errors.is(err, "closed"), tostring(err))

@@ -1080,8 +1080,7 @@ def test_attach_prints_logs_and_echoes_stdin():
 
 def test_exec_over_tls():
     if not shutil.which("openssl"):
-        print("  (skipped: no openssl)")
-        return
+        raise testlib.Skip("openssl is not installed")
     srv = server(tls=True)
     s = Session(srv, exec_path("mongo-0", ["cat"], stdin="true"), tls=True)
     s.send(0, b"x" * 200_000)
@@ -1094,8 +1093,7 @@ def test_exec_over_tls():
 def test_exec_with_kubectl():
     kubectl = shutil.which("kubectl")
     if not kubectl:
-        print("  (skipped: no kubectl)")
-        return
+        raise testlib.Skip("kubectl is not installed")
     srv = server()
     home = tempfile.mkdtemp(prefix="ferry-kubectl-")
     try:
@@ -1118,8 +1116,7 @@ def test_exec_with_kubectl():
 def test_exec_with_python_kubernetes():
     probe = subprocess.run(["/usr/bin/python3", "-c", "import kubernetes.stream"], capture_output=True)
     if probe.returncode:
-        print("  (skipped: no python3-kubernetes)")
-        return
+        raise testlib.Skip("python3-kubernetes is not installed")
     srv = server()
     code = r"""
 import sys
@@ -1193,8 +1190,7 @@ def test_logs_follow_streams_appended_lines():
 
 def test_logs_follow_over_tls():
     if not shutil.which("openssl"):
-        print("  (skipped: no openssl)")
-        return
+        raise testlib.Skip("openssl is not installed")
     srv = server(tls=True)
     streams.configure_exec({"logs": {"t/mongo-0": ["a"]}})
     ctx = ssl.create_default_context()
