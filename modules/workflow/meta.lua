@@ -7,6 +7,7 @@
 ---@field default? any
 ---@field required? boolean
 ---@field doc? string
+---@field secret? boolean the value is masked in everything Ferry prints (log.secret)
 
 ---@class workflow.Step
 ---@field name string a verb phrase: "snapshot volume"

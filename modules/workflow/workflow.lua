@@ -17,7 +17,7 @@ local PARAM_TYPES = {string = true, number = true, integer = true, boolean = tru
 local DEF_KEYS = {name = true, description = true, params = true, steps = true, teardown = true,
                   teardown_timeout = true}
 local STEP_KEYS = {name = true, run = true, description = true, timeout = true}
-local PARAM_KEYS = {type = true, default = true, required = true, doc = true}
+local PARAM_KEYS = {type = true, default = true, required = true, doc = true, secret = true}
 
 local Workflow = {}
 Workflow.__index = Workflow
@@ -81,7 +81,7 @@ local function check_params(params)
     if not PARAM_TYPES[ptype] then
       fail("parameter '%s' has unknown type '%s' (string, number, integer or boolean)", name, tostring(ptype))
     end
-    local p = {type = ptype, required = spec.required == true, doc = spec.doc}
+    local p = {type = ptype, required = spec.required == true, doc = spec.doc, secret = spec.secret == true}
     if spec.default ~= nil then
       local v, why = convert(spec.default, ptype)
       if v == nil then fail("parameter '%s' default: %s", name, why) end
@@ -161,6 +161,7 @@ function M.resolve_params(wf, raw)
           name, p.doc and (" — " .. p.doc) or "", name)
       end
     end
+    if p.secret and type(out[name]) == "string" then log.secret(out[name]) end
   end
   return out
 end

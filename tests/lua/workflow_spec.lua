@@ -295,6 +295,17 @@ describe("workflow", function()
       end
     end)
 
+    it("masks a parameter declared secret in the logs and the JUnit report", function()
+      local token, report = "tok-77c1-param-secret", tmp .. "/secret.xml"
+      local r = ferry(tmp, run_args("secret_param.lua", {"token=" .. token}, {"--junit", report}))
+      assert.are.equal(1, r.code, r.stderr)
+      assert.is_true(contains(r.stderr, "calling the API with ****"), r.stderr)
+      assert.is_false(contains(r.stderr, token), r.stderr)
+      local xml = assert(read(report))
+      assert.is_true(contains(xml, "refused token ****"), xml)
+      assert.is_false(contains(xml, token), xml)
+    end)
+
     it("rejects a value that is not a boolean with exit 2, naming the parameter", function()
       assert_refused(run_params({"region=eu-west-1", "dry=maybe"}), "dry")
     end)
