@@ -10,9 +10,6 @@
 
 #define ERROR_MT "ferry.Error"
 
-/* [-0, +1, m] The metatable, created on first use. */
-static void push_mt(lua_State *L);
-
 static int error_tostring(lua_State *L)
 {
     luaL_Buffer b;
@@ -43,6 +40,7 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
+/* [-0, +1, m] The metatable, created on first use. */
 static void push_mt(lua_State *L)
 {
     if (luaL_newmetatable(L, ERROR_MT)) {
